@@ -1,0 +1,101 @@
+"""vggnets: the VGG networks of Simonyan & Zisserman (arXiv 1409.1556) for PyTorch.
+
+Every configuration of the paper, torchvision-compatible weights that load safely and fast, and the tools around them.
+``import vggnets`` does not import torchvision; the image and preprocessing modules load it when they are used.
+"""
+
+from __future__ import annotations
+
+from .configs import MODELS, TABLE_1
+from .errors import (
+    ArchitectureMismatchError,
+    CheckpointError,
+    ChecksumError,
+    DownloadError,
+    ImageError,
+    MissingDependencyError,
+    VggnetsError,
+    WeightsError,
+)
+from .models import (
+    VGG,
+    build,
+    make_features,
+    vgg11,
+    vgg11_bn,
+    vgg11_lrn,
+    vgg13,
+    vgg13_bn,
+    vgg16,
+    vgg16_1x1,
+    vgg16_1x1_bn,
+    vgg16_bn,
+    vgg19,
+    vgg19_bn,
+)
+from .weights import (
+    IMAGENET_CATEGORIES,
+    IMAGENET_WNIDS,
+    VGG11_BN_Weights,
+    VGG11_Weights,
+    VGG13_BN_Weights,
+    VGG13_Weights,
+    VGG16_BN_Weights,
+    VGG16_Weights,
+    VGG19_BN_Weights,
+    VGG19_Weights,
+    WeightsEnum,
+    get_model_weights,
+    get_weight,
+    list_models,
+)
+
+__version__ = "0.1.0"
+
+
+def get_model(name: str, **kwargs) -> VGG:
+    """Build a model by name, e.g. ``get_model("vgg16", weights="DEFAULT")`` (as ``torchvision.models.get_model``)."""
+    return build(name.lower(), **kwargs)
+
+
+__all__ = [
+    "MODELS",
+    "TABLE_1",
+    "VGG",
+    "ArchitectureMismatchError",
+    "CheckpointError",
+    "ChecksumError",
+    "DownloadError",
+    "IMAGENET_CATEGORIES",
+    "IMAGENET_WNIDS",
+    "ImageError",
+    "MissingDependencyError",
+    "VGG11_BN_Weights",
+    "VGG11_Weights",
+    "VGG13_BN_Weights",
+    "VGG13_Weights",
+    "VGG16_BN_Weights",
+    "VGG16_Weights",
+    "VGG19_BN_Weights",
+    "VGG19_Weights",
+    "VggnetsError",
+    "WeightsEnum",
+    "WeightsError",
+    "build",
+    "get_model",
+    "get_model_weights",
+    "get_weight",
+    "list_models",
+    "make_features",
+    "vgg11",
+    "vgg11_bn",
+    "vgg11_lrn",
+    "vgg13",
+    "vgg13_bn",
+    "vgg16",
+    "vgg16_1x1",
+    "vgg16_1x1_bn",
+    "vgg16_bn",
+    "vgg19",
+    "vgg19_bn",
+]

@@ -1,0 +1,131 @@
+"""``vggnets classify``: top-k ImageNet labels for image files, directories and globs."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+
+from .common import FORMATS, add_model_options, add_quiet_option, resolve_device, show_progress
+
+HELP = "top-k labels for images (files, directories, globs)"
+DESCRIPTION = """\
+Classify images with a pretrained VGG and print the top-k classes with their probabilities.
+
+PATH can be image files, directories (add --recursive for subfolders) or glob patterns (quote them).
+JPEG, PNG, WEBP, GIF, BMP and TIFF are read; grayscale, palette, RGBA, CMYK and 16-bit images are converted
+to RGB and EXIF orientation is applied. A file that cannot be read is reported and the others are still
+classified. Exit code: 0 all classified, 1 some files failed, 2 nothing was run (bad options or weights)."""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the subcommand."""
+    p = sub.add_parser(
+        "classify", help=HELP, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, directories or glob patterns")
+    add_model_options(p)
+    p.add_argument("-k", "--topk", type=int, default=5, help="how many classes per image (default: 5)")
+    p.add_argument("-r", "--recursive", action="store_true", help="also read images in subdirectories")
+    p.add_argument("-b", "--batch-size", type=int, default=8, help="images per forward pass (default: 8)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument(
+        "--workers", type=int, default=0, help="decoding worker processes (default: 0, in-process)"
+    )
+    p.add_argument(
+        "--format", choices=FORMATS, default="table", help="table (default), json or csv on stdout"
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        help="refuse images with more pixels than this (decompression-bomb guard; default: Pillow's 89,478,485)",
+    )
+    add_quiet_option(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Classify every input; print results; return 0, or 1 if any file failed."""
+    from ..classify import Prediction, class_names, classify_files
+    from ..data import DEFAULT_MAX_PIXELS, collect_images
+    from ..errors import VggnetsError
+    from ..models import build
+    from ..transforms import ImageClassification
+    from ..weights import IMAGENET_CATEGORIES, WeightsEnum, resolve_weights
+
+    if args.topk < 1:
+        raise VggnetsError(f"--topk must be at least 1, got {args.topk}.")
+    if args.batch_size < 1:
+        raise VggnetsError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    device = resolve_device(args.device)
+    files, problems = collect_images(args.paths, recursive=args.recursive)
+    if not files and not problems:
+        raise VggnetsError("no input images were given.")
+    weights = resolve_weights(args.model, args.weights)
+    if isinstance(weights, WeightsEnum) and weights.meta.get("categories") is None:
+        raise VggnetsError(
+            f"{weights} has no trained classifier (only its convolutional features are valid), so it cannot "
+            "classify images; use DEFAULT or IMAGENET1K_V1, or use it as a feature extractor."
+        )
+    results = [Prediction(p, error=p) for p in problems]
+    if files:
+        model = build(args.model, weights=weights, progress=show_progress(args)).to(device)
+        if isinstance(weights, WeightsEnum):
+            transform, categories = weights.transforms(), weights.meta["categories"]
+        else:  # a user's state_dict: ImageNet preprocessing, ImageNet names when it has 1000 outputs
+            transform, categories = ImageClassification(crop_size=224), IMAGENET_CATEGORIES
+        results += classify_files(
+            model,
+            files,
+            transform=transform,
+            labels=class_names(categories, model.num_classes),
+            topk=args.topk,
+            batch_size=args.batch_size,
+            device=device,
+            workers=args.workers,
+            max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels,
+            progress=show_progress(args),
+        )
+    write = {"table": write_table, "json": write_json, "csv": write_csv}[args.format]
+    write(results, model=args.model, weights=str(weights))
+    failed = sum(1 for r in results if r.error)
+    if failed:
+        print(f"vggnets classify: {failed} of {len(results)} inputs failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def write_table(results: list, *, model: str, weights: str) -> None:
+    """Human-readable: each file, then its ranked labels with probabilities; errors on stderr too."""
+    out = sys.stdout
+    for r in results:
+        if r.error:
+            print(f"{r.file}\n  error: {r.error}\n", file=out)
+            continue
+        print(r.file, file=out)
+        width = max(len(lab) for lab in r.labels)
+        for rank, (lab, p) in enumerate(zip(r.labels, r.probabilities), 1):
+            print(f"  {rank}. {lab:<{width}}  {100 * p:6.2f}%", file=out)
+        print(file=out)
+
+
+def write_json(results: list, *, model: str, weights: str) -> None:
+    """One JSON document: model, weights and a record per file (see Prediction.to_dict)."""
+    doc = {"model": model, "weights": weights, "results": [r.to_dict() for r in results]}
+    json.dump(doc, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+CSV_COLUMNS = ("file", "rank", "index", "label", "probability", "error")
+
+
+def write_csv(results: list, *, model: str, weights: str) -> None:
+    """One row per (file, rank); a failed file is one row with an empty rank and the error."""
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in results:
+        if r.error:
+            writer.writerow([r.file, "", "", "", "", r.error])
+        for rank, (i, lab, p) in enumerate(zip(r.indices, r.labels, r.probabilities), 1):
+            writer.writerow([r.file, rank, i, lab, f"{p:.6f}", ""])

@@ -1,0 +1,35 @@
+"""Exceptions for problems a user can fix; the CLI prints their message without a traceback."""
+
+from __future__ import annotations
+
+
+class VggnetsError(Exception):
+    """Base class: the message is a complete, actionable paragraph."""
+
+
+class WeightsError(VggnetsError):
+    """Weights could not be found, fetched, verified or loaded."""
+
+
+class DownloadError(WeightsError):
+    """The network transfer failed (offline, unreachable host, HTTP error, truncated transfer)."""
+
+
+class ChecksumError(WeightsError):
+    """A file's SHA-256 does not match the published digest."""
+
+
+class CheckpointError(WeightsError):
+    """A file is not a readable checkpoint (truncated, corrupt, wrong format, unsafe pickle)."""
+
+
+class ArchitectureMismatchError(CheckpointError):
+    """A readable checkpoint whose tensors do not fit the requested model."""
+
+
+class ImageError(VggnetsError):
+    """An image file could not be read or decoded."""
+
+
+class MissingDependencyError(VggnetsError):
+    """An optional dependency is not installed; the message names the pip extra."""

@@ -1,0 +1,56 @@
+"""Preprocessing presets: the exact transforms the published weights were evaluated with.
+
+Built on ``torchvision.transforms.v2.functional`` (imported lazily, so ``import vggnets`` stays light). A PIL image is
+resized by Pillow and a tensor by torch, exactly as torchvision's presets do, so outputs match torchvision's bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class ImageClassification(nn.Module):
+    """Resize the smaller side to ``resize_size`` (bilinear, antialiased), center-crop ``crop_size``, scale to [0, 1]
+    floats and normalise with ``mean``/``std``. Accepts a PIL image, or a uint8/float tensor of shape (..., C, H, W).
+    """
+
+    def __init__(
+        self,
+        *,
+        crop_size: int,
+        resize_size: int = 256,
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
+        interpolation: Any = None,
+        antialias: bool = True,
+    ) -> None:
+        super().__init__()
+        from torchvision.transforms import InterpolationMode
+
+        self.crop_size = [crop_size]
+        self.resize_size = [resize_size]
+        self.mean = list(mean)
+        self.std = list(std)
+        self.interpolation = interpolation if interpolation is not None else InterpolationMode.BILINEAR
+        self.antialias = antialias
+
+    def forward(self, img: Any) -> torch.Tensor:
+        """Preprocess one image (or a batch tensor) into a normalised float tensor."""
+        from torchvision.transforms.v2 import functional as F
+
+        img = F.resize(img, self.resize_size, interpolation=self.interpolation, antialias=self.antialias)
+        img = F.center_crop(img, self.crop_size)
+        if not isinstance(img, torch.Tensor):
+            img = F.pil_to_tensor(img)
+        img = F.to_dtype(img, torch.float32, scale=True)
+        return F.normalize(img, mean=self.mean, std=self.std)
+
+    def extra_repr(self) -> str:
+        return (
+            f"crop_size={self.crop_size}, resize_size={self.resize_size}, mean={self.mean}, std={self.std}, "
+            f"interpolation={self.interpolation}, antialias={self.antialias}"
+        )
