@@ -183,7 +183,7 @@ def _manual_fix(url: str, file_name: str, final: Path) -> str:
     """The 'how to fix it by hand' sentence shared by every download error."""
     mirror = os.environ.get(MIRROR_ENV, "").strip()
     mirror_advice = (
-        f"or fix {MIRROR_ENV} (now {mirror!r}) so that it holds {file_name}, or unset it to use {url}"
+        f"or fix {MIRROR_ENV} (now {mirror!r}) so that it holds {file_name}, or unset it"
         if mirror
         else f"or set {MIRROR_ENV} to a server URL or directory that holds {file_name}"
     )
@@ -319,7 +319,7 @@ def _progress_bar(total: int | None, desc: str) -> Any:
     stream = sys.stderr
     if stream is None or not getattr(stream, "isatty", lambda: False)():
         return None
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, file=stream)
 
@@ -447,8 +447,9 @@ def _describe_format(path: Path) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The first sentence of an exception's message (torch's are long), for embedding in ours."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return text.splitlines()[0].split(". ")[0].rstrip(".") if text else type(exc).__name__
 
 
 def _as_state_dict(obj: object, name: str, advice: str) -> dict[str, torch.Tensor]:

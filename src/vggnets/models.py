@@ -156,7 +156,19 @@ def guess_architecture(state_dict: dict[str, torch.Tensor]) -> list[str]:
         }
 
     found = layout({k: v.shape for k, v in state_dict.items()})
-    return [name for name in MODELS if layout(expected_shapes(name)) == found]
+    width = _file_width(state_dict)
+    return [name for name in MODELS if layout(expected_shapes(name, width=width)) == found]
+
+
+def _file_width(state_dict: dict[str, torch.Tensor]) -> float:
+    """Width multiplier of a checkpoint, read from conv1_1 (every configuration starts with 64 channels)."""
+    conv1 = state_dict.get("features.0.weight")
+    return conv1.shape[0] / 64 if conv1 is not None and conv1.dim() == 4 else 1.0
+
+
+def _natural(key: str) -> list:
+    """Sort key that orders ``features.2`` before ``features.10``."""
+    return [int(part) if part.isdigit() else part for part in key.split(".")]
 
 
 def _check_layout(
@@ -167,13 +179,13 @@ def _check_layout(
     optional = {k for k in want if k.endswith("num_batches_tracked")} | (
         set(HEAD_KEYS) if skip_head else set()
     )
-    missing = sorted(set(want) - set(state_dict) - optional)
-    unexpected = sorted(set(state_dict) - set(want))
-    wrong = sorted(
+    missing = sorted(set(want) - set(state_dict) - optional, key=_natural)
+    unexpected = sorted(set(state_dict) - set(want), key=_natural)
+    wrong = [
         f"{k} (file {tuple(state_dict[k].shape)}, model {tuple(want[k])})"
-        for k in set(want) & set(state_dict)
+        for k in sorted(set(want) & set(state_dict), key=_natural)
         if k not in optional and state_dict[k].shape != want[k]
-    )
+    ]
     if not (missing or unexpected or wrong):
         return
 
@@ -229,7 +241,7 @@ def build(
     num_classes: int | None = None,
     dropout: float = 0.5,
     init_weights: InitScheme | bool = "torchvision",
-    width: float = 1.0,
+    width: float | None = None,
     pretrained: bool | None = None,
 ) -> VGG:
     """Build any model of :data:`vggnets.configs.MODELS` by name; the named builders (``vgg16`` ...) call this.
@@ -238,20 +250,20 @@ def build(
     ``"VGG16_Weights.IMAGENET1K_V1"``, or the path of a ``.pth``/``.pt``/``.safetensors`` state_dict (torchvision's
     checkpoints included). With weights, ``num_classes`` defaults to the checkpoint's; a different value keeps every
     pretrained layer and gives a freshly initialised fc8 (fine-tuning). ``pretrained=True`` is the deprecated spelling of
-    ``weights="DEFAULT"``. ``width`` scales every layer's channels (1.0 = the paper's networks; pretrained weights need
-    1.0 unless the checkpoint was trained that way).
+    ``weights="DEFAULT"``. ``width`` scales every layer's channels (default 1.0, the paper's networks); with a checkpoint
+    file it defaults to the file's own width (read from conv1_1), so width-reduced models load without saying so.
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
     spec = MODELS[name]
-    if not width > 0:
+    if width is not None and not width > 0:
         raise ValueError(f"width must be positive, got {width}")
     if not 0.0 <= dropout <= 1.0:
         raise ValueError(f"dropout must be in [0, 1], got {dropout}")
     resolved = resolve_weights(name, weights, pretrained)
     if resolved is None:
         with torch.device("meta"):
-            model = _construct(spec, num_classes or 1000, dropout, width, "pytorch")
+            model = _construct(spec, num_classes or 1000, dropout, width or 1.0, "pytorch")
         model.to_empty(device="cpu")
         initialize(model, init_weights)
         return model
@@ -264,6 +276,8 @@ def build(
         source = str(resolved)
     head = state_dict.get(HEAD_KEYS[0])
     file_classes = head.shape[0] if head is not None and head.dim() == 2 else 1000
+    if width is None:
+        width = _file_width(state_dict)
     with torch.device("meta"):
         model = _construct(spec, num_classes or file_classes, dropout, width, "pytorch")
     return _fill_from_state_dict(model, state_dict, source, init_weights)

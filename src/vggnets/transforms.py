@@ -1,7 +1,9 @@
 """Preprocessing presets: the exact transforms the published weights were evaluated with.
 
-Built on ``torchvision.transforms.v2.functional`` (imported lazily, so ``import vggnets`` stays light). A PIL image is
-resized by Pillow and a tensor by torch, exactly as torchvision's presets do, so outputs match torchvision's bit for bit.
+The steps call ``torchvision.transforms.functional`` (imported lazily, so ``import vggnets`` stays light), the same
+functions torchvision's own presets call: a PIL image is resized by Pillow and a tensor by torch in float with rounding
+back to uint8, so outputs equal torchvision's bit for bit. (The v2 uint8 resize kernel is faster but rounds differently
+by one grey level on some pixels, which would make "the exact preprocessing" untrue.)
 """
 
 from __future__ import annotations
@@ -40,13 +42,13 @@ class ImageClassification(nn.Module):
 
     def forward(self, img: Any) -> torch.Tensor:
         """Preprocess one image (or a batch tensor) into a normalised float tensor."""
-        from torchvision.transforms.v2 import functional as F
+        from torchvision.transforms import functional as F
 
         img = F.resize(img, self.resize_size, interpolation=self.interpolation, antialias=self.antialias)
         img = F.center_crop(img, self.crop_size)
         if not isinstance(img, torch.Tensor):
             img = F.pil_to_tensor(img)
-        img = F.to_dtype(img, torch.float32, scale=True)
+        img = F.convert_image_dtype(img, torch.float32)
         return F.normalize(img, mean=self.mean, std=self.std)
 
     def extra_repr(self) -> str:
