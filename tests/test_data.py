@@ -608,11 +608,11 @@ def test_problems_reported(tree, tmp_path):
     )
     assert names(files) == ["d/b.jpg"]
     assert problems == [
-        "no such file or directory: missing.jpg",
-        "no images found in directory empty",
-        "no images found in directory only_sub (use --recursive for subfolders)",
-        "pattern matched no files: nomatch/*.jpg",
-        "pattern matched no image files: d/*.txt",
+        ("missing.jpg", "no such file or directory: missing.jpg"),
+        ("empty", "no images found in directory empty"),
+        ("only_sub", "no images found in directory only_sub (use --recursive for subfolders)"),
+        ("nomatch/*.jpg", "pattern matched no files: nomatch/*.jpg"),
+        ("d/*.txt", "pattern matched no image files: d/*.txt"),
     ]
     files, problems = collect_images(["only_sub"], recursive=True)
     assert names(files) == ["only_sub/inner/x.jpg"] and problems == []
@@ -624,7 +624,7 @@ def test_directory_with_only_hidden_or_non_images(tmp_path):
     (d / ".secret.jpg").write_bytes(b"x")
     (d / "readme.md").write_text("hi")
     files, problems = collect_images([d])
-    assert files == [] and problems == [f"no images found in directory {d}"]
+    assert files == [] and problems == [(str(d), f"no images found in directory {d}")]
 
 
 def test_symlink_loop_does_not_hang(tree):

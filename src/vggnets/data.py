@@ -264,11 +264,13 @@ def _describe(e: BaseException) -> str:
 # Collecting inputs
 
 
-def collect_images(inputs: Sequence[str | Path], *, recursive: bool = False) -> tuple[list[Path], list[str]]:
+def collect_images(
+    inputs: Sequence[str | Path], *, recursive: bool = False
+) -> tuple[list[Path], list[tuple[str, str]]]:
     """Expand files, directories and glob patterns into a sorted, de-duplicated list of image files.
 
     The order is stable: inputs in the order given; within a directory or pattern, sorted by path. Returns
-    ``(files, problems)``: problems are one-line messages for inputs that match nothing ('no such file or
+    ``(files, problems)``: problems are ``(input, message)`` pairs for inputs that match nothing ('no such file or
     directory: X', 'no images found in directory X (use --recursive for subfolders)' when subfolders hold
     images, 'pattern matched no files: X'). An explicitly named file is kept even if its suffix is unknown (it
     will fail clearly at decode time); directory/glob expansion keeps only IMAGE_SUFFIXES (case-insensitive).
@@ -279,7 +281,7 @@ def collect_images(inputs: Sequence[str | Path], *, recursive: bool = False) -> 
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     files: list[Path] = []
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []
     seen: set[str] = set()
 
     def add(p: Path) -> None:
@@ -301,13 +303,15 @@ def collect_images(inputs: Sequence[str | Path], *, recursive: bool = False) -> 
                 for p in found:
                     add(p)
             elif not recursive and any(True for _ in _images_in(path, True)):
-                problems.append(f"no images found in directory {text} (use --recursive for subfolders)")
+                problems.append(
+                    (text, f"no images found in directory {text} (use --recursive for subfolders)")
+                )
             else:
-                problems.append(f"no images found in directory {text}")
+                problems.append((text, f"no images found in directory {text}"))
         elif path.is_file():
             add(path)
         elif path.exists():
-            problems.append(f"not a regular file: {text}")
+            problems.append((text, f"not a regular file: {text}"))
         elif _GLOB_MAGIC.search(text):
             matches = [Path(m) for m in glob.glob(os.path.expanduser(text), recursive=recursive)]
             images = _sorted(m for m in matches if m.is_file() and _is_image(m))
@@ -315,11 +319,11 @@ def collect_images(inputs: Sequence[str | Path], *, recursive: bool = False) -> 
                 for p in images:
                     add(p)
             elif matches:
-                problems.append(f"pattern matched no image files: {text}")
+                problems.append((text, f"pattern matched no image files: {text}"))
             else:
-                problems.append(f"pattern matched no files: {text}")
+                problems.append((text, f"pattern matched no files: {text}"))
         else:
-            problems.append(f"no such file or directory: {text}")
+            problems.append((text, f"no such file or directory: {text}"))
     return files, problems
 
 

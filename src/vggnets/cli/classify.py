@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             f"{weights} has no trained classifier (only its convolutional features are valid), so it cannot "
             "classify images; use DEFAULT or IMAGENET1K_V1, or use it as a feature extractor."
         )
-    results = [Prediction(p, error=p) for p in problems]
+    results = [Prediction(item, error=message) for item, message in problems]
     if files:
         model = build(args.model, weights=weights, progress=show_progress(args)).to(device)
         if isinstance(weights, WeightsEnum):
