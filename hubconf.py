@@ -1,6 +1,7 @@
 """torch.hub entry points: ``torch.hub.load("<owner>/vggnets", "vgg16", pretrained=True)`` or ``weights="DEFAULT"``.
 
-Every configuration is exposed; ``torch.hub.list`` shows them and ``torch.hub.help`` prints their docstrings.
+Every configuration of the table is exposed under its model name; ``torch.hub.list`` shows them and
+``torch.hub.help`` prints their docstrings.
 """
 
 import os
@@ -12,33 +13,10 @@ _SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "src")
 if _SRC not in sys.path:
     sys.path.insert(0, _SRC)
 
-from vggnets.models import (  # noqa: E402
-    vgg11,
-    vgg11_bn,
-    vgg11_lrn,
-    vgg13,
-    vgg13_bn,
-    vgg16,
-    vgg16_1x1,
-    vgg16_1x1_bn,
-    vgg16_bn,
-    vgg19,
-    vgg19_bn,
-)
+from vggnets import models as _models  # noqa: E402
+from vggnets.configs import MODELS as _MODELS  # noqa: E402
 from vggnets.weights import get_model_weights, get_weight  # noqa: E402
 
-__all__ = [
-    "get_model_weights",
-    "get_weight",
-    "vgg11",
-    "vgg11_bn",
-    "vgg11_lrn",
-    "vgg13",
-    "vgg13_bn",
-    "vgg16",
-    "vgg16_1x1",
-    "vgg16_1x1_bn",
-    "vgg16_bn",
-    "vgg19",
-    "vgg19_bn",
-]
+globals().update({_name: getattr(_models, _name) for _name in _MODELS})
+
+__all__ = ["get_model_weights", "get_weight", *_MODELS]

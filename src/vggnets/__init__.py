@@ -14,6 +14,7 @@ from .errors import (
     DownloadError,
     ImageError,
     MissingDependencyError,
+    UnknownWeightsError,
     VggnetsError,
     WeightsError,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "VGG16_Weights",
     "VGG19_BN_Weights",
     "VGG19_Weights",
+    "UnknownWeightsError",
     "VggnetsError",
     "WeightsEnum",
     "WeightsError",

@@ -33,3 +33,7 @@ class ImageError(VggnetsError):
 
 class MissingDependencyError(VggnetsError):
     """An optional dependency is not installed; the message names the pip extra."""
+
+
+class UnknownWeightsError(WeightsError, ValueError):
+    """A weights name that no enum defines, or weights that belong to another model (also a ValueError)."""

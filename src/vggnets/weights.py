@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from . import configs, hub
-from .errors import WeightsError
+from .errors import UnknownWeightsError, WeightsError
 
 BASE_URL = "https://download.pytorch.org/models/"
 RECIPE_TORCHVISION = "https://github.com/pytorch/vision/tree/main/references/classification#alexnet-and-vgg"
@@ -240,10 +240,10 @@ def get_weight(name: str) -> WeightsEnum:
             try:
                 return weights[tag]
             except KeyError:
-                raise ValueError(
+                raise UnknownWeightsError(
                     f"{enum_name} has no member {tag!r}; choose one of: {', '.join(weights.__members__)}"
                 ) from None
-    raise ValueError(f"unknown weights {name!r}; use e.g. 'VGG16_Weights.IMAGENET1K_V1'")
+    raise UnknownWeightsError(f"unknown weights {name!r}; use e.g. 'VGG16_Weights.IMAGENET1K_V1' or 'DEFAULT'")
 
 
 def resolve_weights(model: str, weights: Any, pretrained: bool | None = None) -> WeightsEnum | Path | None:
@@ -277,7 +277,7 @@ def resolve_weights(model: str, weights: Any, pretrained: bool | None = None) ->
             f"weights must be None, a weights enum, a name or a path, not {type(weights).__name__}"
         )
     if member.model_name != model:
-        raise ValueError(
+        raise UnknownWeightsError(
             f"{member} are weights for {member.model_name}, not {model}; use {_enum_name(model)} "
             f"or build {member.model_name}."
         )
@@ -297,7 +297,7 @@ def _member_by_tag(model: str, tag: str) -> WeightsEnum:
     try:
         return enum_cls[tag]
     except KeyError:
-        raise ValueError(
+        raise UnknownWeightsError(
             f"{enum_cls.__name__} has no member {tag!r}; choose one of: {', '.join(enum_cls.__members__)}, "
             "or pass a file path"
         ) from None
