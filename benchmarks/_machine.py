@@ -132,17 +132,42 @@ def format_cpu(cpu: dict[str, Any]) -> str:
     if measured:
         lines.append(
             "Measured peaks here (matmul 2048^3): "
-            + ", ".join(f"{k.replace('_', ' ')} {v:.0f}" for k, v in measured.items() if v is not None)
+            + ", ".join(_format_peak(k, v) for k, v in measured.items())
         )
     return "\n".join(lines)
 
 
-def matmul_peaks(n: int = 2048, repeats: int = 5) -> dict[str, float | None]:
-    """Best-of-``repeats`` fp32 and bf16 matmul GFLOP/s and int8 ``torch._int_mm`` GOP/s at n^3 (imports torch)."""
+_PROBE = 512
+
+
+def _format_peak(key: str, value: float | None) -> str:
+    kind, unit = key.split("_")
+    unit = unit.replace("gflops", "GFLOP/s").replace("gops", "GOP/s")
+    return (
+        f"{kind} {value:.0f} {unit}"
+        if value is not None
+        else f"{kind} skipped (too slow here: no hardware support)"
+    )
+
+
+def matmul_peaks(n: int = 2048, repeats: int = 5, budget_s: float = 2.0) -> dict[str, float | None]:
+    """Best-of-``repeats`` fp32 and bf16 matmul GFLOP/s and int8 ``torch._int_mm`` GOP/s at n^3 (imports torch).
+
+    A dtype whose n^3 product would take more than ``budget_s`` (estimated from a 512^3 probe) is reported as None:
+    without AVX-512 BF16/VNNI or AMX, bf16 and int8 fall back to emulation that is ~100x slower than fp32.
+    """
     import torch
 
-    def best(fn) -> float:
-        fn()  # warm-up (oneDNN primitive creation)
+    def best(fn, small) -> float | None:
+        small()  # warm-up (oneDNN primitive creation)
+        probe = []
+        for _ in range(3):
+            start = time.perf_counter()
+            small()
+            probe.append(time.perf_counter() - start)
+        if min(probe) * (n / _PROBE) ** 3 > budget_s:
+            return None
+        fn()
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
@@ -151,17 +176,24 @@ def matmul_peaks(n: int = 2048, repeats: int = 5) -> dict[str, float | None]:
         return 2 * n**3 / min(times) / 1e9
 
     gen = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=gen)
-    b = torch.randn(n, n, generator=gen)
-    out: dict[str, float | None] = {"fp32_gflops": best(lambda: a @ b)}
-    a16, b16 = a.bfloat16(), b.bfloat16()
-    out["bf16_gflops"] = best(lambda: a16 @ b16)
-    try:
-        a8 = torch.randint(-128, 127, (n, n), dtype=torch.int8, generator=gen)
-        b8 = torch.randint(-128, 127, (n, n), dtype=torch.int8, generator=gen)
-        out["int8_gops"] = best(lambda: torch._int_mm(a8, b8))
-    except (RuntimeError, AttributeError):
-        out["int8_gops"] = None
+    out: dict[str, float | None] = {}
+    for label, make, mm in (
+        ("fp32_gflops", lambda k: torch.randn(k, k, generator=gen), torch.mm),
+        ("bf16_gflops", lambda k: torch.randn(k, k, generator=gen).bfloat16(), torch.mm),
+        (
+            "int8_gops",
+            lambda k: torch.randint(-128, 127, (k, k), dtype=torch.int8, generator=gen),
+            getattr(torch, "_int_mm", None),
+        ),
+    ):
+        if mm is None:
+            out[label] = None
+            continue
+        a, b, sa, sb = make(n), make(n), make(_PROBE), make(_PROBE)
+        try:
+            out[label] = best(lambda a=a, b=b, mm=mm: mm(a, b), lambda sa=sa, sb=sb, mm=mm: mm(sa, sb))
+        except RuntimeError:
+            out[label] = None
     return out
 
 
