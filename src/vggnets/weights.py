@@ -243,7 +243,9 @@ def get_weight(name: str) -> WeightsEnum:
                 raise UnknownWeightsError(
                     f"{enum_name} has no member {tag!r}; choose one of: {', '.join(weights.__members__)}"
                 ) from None
-    raise UnknownWeightsError(f"unknown weights {name!r}; use e.g. 'VGG16_Weights.IMAGENET1K_V1' or 'DEFAULT'")
+    raise UnknownWeightsError(
+        f"unknown weights {name!r}; use e.g. 'VGG16_Weights.IMAGENET1K_V1' or 'DEFAULT'"
+    )
 
 
 def resolve_weights(model: str, weights: Any, pretrained: bool | None = None) -> WeightsEnum | Path | None:

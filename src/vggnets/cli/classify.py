@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
+from pathlib import Path
 
 from .common import FORMATS, add_model_options, add_quiet_option, resolve_device, show_progress
 
@@ -16,13 +18,27 @@ Classify images with a pretrained VGG and print the top-k classes with their pro
 PATH can be image files, directories (add --recursive for subfolders) or glob patterns (quote them).
 JPEG, PNG, WEBP, GIF, BMP and TIFF are read; grayscale, palette, RGBA, CMYK and 16-bit images are converted
 to RGB and EXIF orientation is applied. A file that cannot be read is reported and the others are still
-classified. Exit code: 0 all classified, 1 some files failed, 2 nothing was run (bad options or weights)."""
+classified. Results are printed in the order of the inputs (a directory's or pattern's files sorted by path).
+Exit code: 0 all classified, 1 some files failed, 2 nothing was run (bad options or weights)."""
+EPILOG = """\
+examples:
+  vggnets classify examples/images/                 top-5 labels of every image in a folder (VGG16)
+  vggnets classify photos/ --recursive -k 3 --format csv > labels.csv
+  vggnets classify 'shots/*.jpg' --model vgg19_bn --format json
+  vggnets classify cat.jpg --model vgg11 --weights my_finetuned.pth --device cpu
+
+Weights are downloaded once into $TORCH_HOME/hub/checkpoints; offline, set VGGNETS_WEIGHTS_MIRROR to a
+directory or URL that holds the files (see `vggnets download --help`), or pass --weights /path/to/file.pth."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the subcommand."""
     p = sub.add_parser(
-        "classify", help=HELP, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+        "classify",
+        help=HELP,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, directories or glob patterns")
     add_model_options(p)
@@ -49,7 +65,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Classify every input; print results; return 0, or 1 if any file failed."""
     from ..classify import Prediction, class_names, classify_files
-    from ..data import DEFAULT_MAX_PIXELS, collect_images
+    from ..data import DEFAULT_MAX_PIXELS
     from ..errors import VggnetsError
     from ..models import build
     from ..transforms import ImageClassification
@@ -59,9 +75,14 @@ def run(args: argparse.Namespace) -> int:
         raise VggnetsError(f"--topk must be at least 1, got {args.topk}.")
     if args.batch_size < 1:
         raise VggnetsError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    if args.workers < 0:
+        raise VggnetsError(f"--workers must be 0 (decode in-process) or more, got {args.workers}.")
+    if args.max_pixels is not None and args.max_pixels < 1:
+        raise VggnetsError(f"--max-pixels must be at least 1, got {args.max_pixels}.")
     device = resolve_device(args.device)
-    files, problems = collect_images(args.paths, recursive=args.recursive)
-    if not files and not problems:
+    entries = collect_inputs(args.paths, recursive=args.recursive)
+    files = [e for e in entries if isinstance(e, Path)]
+    if not entries:
         raise VggnetsError("no input images were given.")
     weights = resolve_weights(args.model, args.weights)
     if isinstance(weights, WeightsEnum) and weights.meta.get("categories") is None:
@@ -69,35 +90,61 @@ def run(args: argparse.Namespace) -> int:
             f"{weights} has no trained classifier (only its convolutional features are valid), so it cannot "
             "classify images; use DEFAULT or IMAGENET1K_V1, or use it as a feature extractor."
         )
-    results = [Prediction(item, error=message) for item, message in problems]
+    predicted: list[Prediction] = []
     if files:
         model = build(args.model, weights=weights, progress=show_progress(args)).to(device)
         if isinstance(weights, WeightsEnum):
             transform, categories = weights.transforms(), weights.meta["categories"]
         else:  # a user's state_dict: ImageNet preprocessing, ImageNet names when it has 1000 outputs
             transform, categories = ImageClassification(crop_size=224), IMAGENET_CATEGORIES
-        results += classify_files(
-            model,
-            files,
-            transform=transform,
-            labels=class_names(categories, model.num_classes),
-            topk=args.topk,
-            batch_size=args.batch_size,
-            device=device,
-            workers=args.workers,
-            max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels,
-            progress=show_progress(args),
+        predicted = list(  # to the end, so that the progress bar and the loader are closed
+            classify_files(
+                model,
+                files,
+                transform=transform,
+                labels=class_names(categories, model.num_classes),
+                topk=args.topk,
+                batch_size=args.batch_size,
+                device=device,
+                workers=args.workers,
+                max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels,
+                progress=show_progress(args),
+            )
         )
+    # One result per entry, in input order: problems with an input where that input was given.
+    ranked = iter(predicted)
+    results = [next(ranked) if isinstance(e, Path) else Prediction(e[0], error=e[1]) for e in entries]
     write = {"table": write_table, "json": write_json, "csv": write_csv}[args.format]
     write(results, model=args.model, weights=str(weights))
-    failed = sum(1 for r in results if r.error)
+    failed = [r for r in results if r.error]
+    if args.format != "table":  # the table shows errors in place; machine-readable stdout gets them on stderr
+        for r in failed:
+            print(f"vggnets classify: error: {r.error}", file=sys.stderr)
     if failed:
-        print(f"vggnets classify: {failed} of {len(results)} inputs failed", file=sys.stderr)
+        print(f"vggnets classify: {len(failed)} of {len(results)} inputs failed", file=sys.stderr)
     return 1 if failed else 0
 
 
+def collect_inputs(paths: list[str], *, recursive: bool) -> list[Path | tuple[str, str]]:
+    """Each input expanded in the order given: image files (each kept once, at its first position) or an
+    (input, message) pair for an input that matches nothing."""
+    from ..data import collect_images
+
+    entries: list[Path | tuple[str, str]] = []
+    seen: set[str] = set()
+    for item in paths:
+        files, problems = collect_images([item], recursive=recursive)
+        entries += problems
+        for f in files:
+            key = os.path.normcase(os.path.abspath(f))  # as collect_images de-duplicates within one input
+            if key not in seen:
+                seen.add(key)
+                entries.append(f)
+    return entries
+
+
 def write_table(results: list, *, model: str, weights: str) -> None:
-    """Human-readable: each file, then its ranked labels with probabilities; errors on stderr too."""
+    """Human-readable: each file, then its ranked labels with probabilities, or its error."""
     out = sys.stdout
     for r in results:
         if r.error:

@@ -58,4 +58,15 @@ def resolve_device(name: str) -> torch.device:
         raise VggnetsError(
             f"--device {name} was asked for, but no CUDA GPU is available here; use --device cpu."
         )
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise VggnetsError(
+            f"--device {name} was asked for, but this machine has {torch.cuda.device_count()} CUDA GPU(s) "
+            "(numbered from 0); use --device cuda or a smaller index."
+        )
+    if device.type == "mps" and not (
+        getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    ):
+        raise VggnetsError(f"--device {name} was asked for, but MPS is not available here; use --device cpu.")
+    if device.type == "meta":
+        raise VggnetsError("--device meta holds no data and cannot classify; use auto, cpu, cuda or mps.")
     return device

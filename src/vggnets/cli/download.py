@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .common import add_quiet_option, show_progress
+
+if TYPE_CHECKING:
+    from ..weights import WeightsEnum
 
 HELP = "download (and verify) pretrained weights into the cache"
 DESCRIPTION = """\
@@ -16,12 +21,22 @@ NAME is a model (vgg16: its DEFAULT weights) or a weights name (VGG16_Weights.IM
 --verify re-hashes cached files (a cache hit is otherwise trusted) and prints each full SHA-256, so a site
 can pin it. Set VGGNETS_WEIGHTS_MIRROR to a directory or URL to fetch from an internal mirror.
 Exit code: 0 all present and valid, 1 a file failed verification, 2 a download failed."""
+EPILOG = """\
+examples:
+  vggnets download vgg16                          VGG16's DEFAULT weights (IMAGENET1K_V1)
+  vggnets download vgg16 vgg19_bn --verify        fetch two, re-hash them, print their SHA-256
+  vggnets download VGG16_Weights.IMAGENET1K_FEATURES
+  VGGNETS_WEIGHTS_MIRROR=/mnt/models vggnets download --all --json"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the subcommand."""
     p = sub.add_parser(
-        "download", help=HELP, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+        "download",
+        help=HELP,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("names", nargs="*", metavar="NAME", help="models or weights names")
     p.add_argument("--all", action="store_true", help="every published weights file (about 4.7 GB)")
@@ -45,9 +60,10 @@ def selected(args: argparse.Namespace) -> list:
             "name at least one model or weights (e.g. `vggnets download vgg16`), or pass --all."
         )
     try:
-        return [get_weight(n) if "." in n else resolve_weights(n, "DEFAULT") for n in args.names]
+        members = [get_weight(n) if "." in n else resolve_weights(n, "DEFAULT") for n in args.names]
     except ValueError as exc:
         raise VggnetsError(str(exc)) from exc
+    return list(dict.fromkeys(members))  # each file once, even when named twice (vgg16 and its IMAGENET1K_V1)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             digest = hub.sha256_file(path)
             record["sha256"] = digest
             try:
-                hub.check_digest(digest, member.sha256, what=str(path))
+                hub.check_digest(digest, expected_digest(member, path), what=str(path))
                 record["verified"] = True
             except ChecksumError as exc:
                 record["verified"] = False
@@ -77,3 +93,12 @@ def run(args: argparse.Namespace) -> int:
                 extra = f"  sha256 {record['sha256']}  {'OK' if record['verified'] else 'MISMATCH'}"
             print(f"{member}  {path}{extra}")
     return status
+
+
+def expected_digest(member: WeightsEnum, path: Path) -> str:
+    """The published digest of the cached file: a legacy file name (vgg11-bbd30ac9.pth) carries its own."""
+    from ..weights import FILE_SHA256
+
+    if path.name == member.file_name:
+        return member.sha256
+    return FILE_SHA256.get(path.name) or path.name.rsplit("-", 1)[-1].split(".")[0]

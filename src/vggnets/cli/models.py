@@ -7,11 +7,26 @@ import json
 import math
 
 HELP = "list every model: parameters, GMACs, accuracy, cached weights"
+EPILOG = """\
+Columns: the paper's configuration (Table 1, +BN with batch normalisation), weight layers, parameters, GMACs
+for one 224x224 image, ImageNet-1K top-1/top-5 accuracy of the DEFAULT weights, and whether the weights are
+already in $TORCH_HOME/hub/checkpoints ("none published": build it untrained or pass --weights FILE).
+
+examples:
+  vggnets models
+  vggnets models --format json        machine-readable, one record per model
+  vggnets download vgg16              fetch a model's weights (then it shows as cached)"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the subcommand."""
-    p = sub.add_parser("models", help=HELP, description=HELP + ".")
+    p = sub.add_parser(
+        "models",
+        help=HELP,
+        description=HELP + ".",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")
     p.set_defaults(run=run)
 
