@@ -37,6 +37,12 @@ FILE_SHA256: dict[str, str] = {
     "vgg16-397923af.pth": "397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
 }
 
+
+def published_digest(file_name: str) -> str:
+    """The full SHA-256 pinned in FILE_SHA256, else the 8-hex prefix torchvision puts in its file names."""
+    return FILE_SHA256.get(file_name) or file_name.rsplit("-", 1)[-1].split(".")[0]
+
+
 #: Older names of the same models (before 2021), accepted when they are already in the cache.
 LEGACY_FILES: dict[str, tuple[str, ...]] = {
     "vgg11-8a719046.pth": ("vgg11-bbd30ac9.pth",),
@@ -119,7 +125,7 @@ class WeightsEnum(enum.Enum):
     @property
     def sha256(self) -> str:
         """Published SHA-256: full digest where known, else the 8-hex prefix."""
-        return FILE_SHA256.get(self.file_name) or self.file_name.rsplit("-", 1)[-1].split(".")[0]
+        return published_digest(self.file_name)
 
     @property
     def model_name(self) -> str:

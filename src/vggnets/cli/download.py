@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .common import add_quiet_option, show_progress
 
 if TYPE_CHECKING:
-    from ..weights import WeightsEnum
+    pass
 
 HELP = "download (and verify) pretrained weights into the cache"
 DESCRIPTION = """\
@@ -70,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     """Download what is missing, optionally verify, print where each file is."""
     from .. import hub
     from ..errors import ChecksumError
+    from ..weights import published_digest
 
     status = 0
     for member in selected(args):
@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
             digest = hub.sha256_file(path)
             record["sha256"] = digest
             try:
-                hub.check_digest(digest, expected_digest(member, path), what=str(path))
+                # a legacy file name (vgg11-bbd30ac9.pth) carries its own digest
+                hub.check_digest(digest, published_digest(path.name), what=str(path))
                 record["verified"] = True
             except ChecksumError as exc:
                 record["verified"] = False
@@ -93,12 +94,3 @@ def run(args: argparse.Namespace) -> int:
                 extra = f"  sha256 {record['sha256']}  {'OK' if record['verified'] else 'MISMATCH'}"
             print(f"{member}  {path}{extra}")
     return status
-
-
-def expected_digest(member: WeightsEnum, path: Path) -> str:
-    """The published digest of the cached file: a legacy file name (vgg11-bbd30ac9.pth) carries its own."""
-    from ..weights import FILE_SHA256
-
-    if path.name == member.file_name:
-        return member.sha256
-    return FILE_SHA256.get(path.name) or path.name.rsplit("-", 1)[-1].split(".")[0]
