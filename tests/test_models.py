@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 import torch
 import torchvision
@@ -197,3 +200,26 @@ def test_guess_architecture_names_the_right_model():
     # LRN has no parameters but shifts the indices: a vgg11 file is not a vgg11_lrn file
     fake = {k: torch.empty(s, device="meta") for k, s in expected_shapes("vgg11").items()}
     assert guess_architecture(fake) == ["vgg11"]
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 31, 64), (1, 3, 64, 16), (3, 224, 224)])
+def test_too_small_or_unbatched_input_is_a_clear_error(shape):
+    model = build("vgg11", width=0.125).eval()
+    with pytest.raises(ValueError, match="H and W >= 32"):
+        model(torch.randn(*shape))
+
+
+def test_library_never_imports_torchvision_models():
+    """torchvision is used for transforms and image I/O only; its models are the test oracle, not a dependency."""
+    src = Path(vggnets.__file__).parent
+    offenders = []
+    for path in src.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            offenders += [f"{path.name}: {n}" for n in names if n.startswith("torchvision.models")]
+    assert offenders == []

@@ -23,6 +23,9 @@ from .weights import WeightsEnum, resolve_weights
 InitScheme = Literal["torchvision", "paper", "glorot", "pytorch"]
 WeightsArg = WeightsEnum | str | Path | None
 
+#: Smallest input side: the five max-pools halve it down to 1 pixel.
+MIN_SIZE = 32
+
 #: Index of the last classifier layer (fc8), whose shape depends on num_classes.
 HEAD_KEYS = ("classifier.6.weight", "classifier.6.bias")
 
@@ -87,6 +90,11 @@ class VGG(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits for a batch of normalised images of shape (N, 3, H, W), H and W >= 32."""
+        if x.dim() != 4 or x.shape[-1] < MIN_SIZE or x.shape[-2] < MIN_SIZE:
+            raise ValueError(
+                f"VGG expects a batch of images shaped (N, C, H, W) with H and W >= {MIN_SIZE} (five 2x2 poolings), "
+                f"got {tuple(x.shape)}; add a batch dimension with x.unsqueeze(0) or resize the images"
+            )
         x = self.features(x)
         x = self.avgpool(x)
         x = torch.flatten(x, 1)
