@@ -515,7 +515,7 @@ def test_offline_with_nothing_cached(isolated_torch_home, monkeypatch, capsys):
     [
         (["--topk", "0"], "--topk must be at least 1, got 0"),
         (["--batch-size", "0"], "--batch-size must be at least 1"),
-        (["--workers", "-1"], "--workers must be 0"),
+        (["--workers", "-1"], "--workers must be at least 0"),
         (["--max-pixels", "0"], "--max-pixels must be at least 1"),
         (["--device", "meta"], "--device meta"),
         (["--device", "tpu9"], "'tpu9' is not a device name"),

@@ -9,7 +9,15 @@ import os
 import sys
 from pathlib import Path
 
-from .common import FORMATS, add_model_options, add_quiet_option, resolve_device, show_progress
+from .common import (
+    FORMATS,
+    add_model_options,
+    add_quiet_option,
+    load_classifier,
+    require_at_least,
+    resolve_device,
+    show_progress,
+)
 
 HELP = "top-k labels for images (files, directories, globs)"
 DESCRIPTION = """\
@@ -67,42 +75,27 @@ def run(args: argparse.Namespace) -> int:
     from ..classify import Prediction, class_names, classify_files
     from ..data import DEFAULT_MAX_PIXELS
     from ..errors import VggnetsError
-    from ..models import build
-    from ..transforms import ImageClassification
-    from ..weights import IMAGENET_CATEGORIES, WeightsEnum, resolve_weights
 
-    if args.topk < 1:
-        raise VggnetsError(f"--topk must be at least 1, got {args.topk}.")
-    if args.batch_size < 1:
-        raise VggnetsError(f"--batch-size must be at least 1, got {args.batch_size}.")
-    if args.workers < 0:
-        raise VggnetsError(f"--workers must be 0 (decode in-process) or more, got {args.workers}.")
-    if args.max_pixels is not None and args.max_pixels < 1:
-        raise VggnetsError(f"--max-pixels must be at least 1, got {args.max_pixels}.")
+    require_at_least(args.topk, 1, "--topk")
+    require_at_least(args.batch_size, 1, "--batch-size")
+    require_at_least(args.workers, 0, "--workers", " (0 decodes in-process)")
+    require_at_least(args.max_pixels, 1, "--max-pixels")
     device = resolve_device(args.device)
     entries = collect_inputs(args.paths, recursive=args.recursive)
     files = [e for e in entries if isinstance(e, Path)]
     if not entries:
         raise VggnetsError("no input images were given.")
-    weights = resolve_weights(args.model, args.weights)
-    if isinstance(weights, WeightsEnum) and weights.meta.get("categories") is None:
-        raise VggnetsError(
-            f"{weights} has no trained classifier (only its convolutional features are valid), so it cannot "
-            "classify images; use DEFAULT or IMAGENET1K_V1, or use it as a feature extractor."
-        )
     predicted: list[Prediction] = []
+    weights = args.weights
     if files:
-        model = build(args.model, weights=weights, progress=show_progress(args)).to(device)
-        if isinstance(weights, WeightsEnum):
-            transform, categories = weights.transforms(), weights.meta["categories"]
-        else:  # a user's state_dict: ImageNet preprocessing, ImageNet names when it has 1000 outputs
-            transform, categories = ImageClassification(crop_size=224), IMAGENET_CATEGORIES
+        loaded = load_classifier(args.model, args.weights, device, progress=show_progress(args))
+        weights = loaded.weights
         predicted = list(  # to the end, so that the progress bar and the loader are closed
             classify_files(
-                model,
+                loaded.model,
                 files,
-                transform=transform,
-                labels=class_names(categories, model.num_classes),
+                transform=loaded.transform,
+                labels=class_names(loaded.categories, loaded.model.num_classes),
                 topk=args.topk,
                 batch_size=args.batch_size,
                 device=device,

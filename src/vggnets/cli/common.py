@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 
 import torch
 
@@ -70,3 +71,43 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "meta":
         raise VggnetsError("--device meta holds no data and cannot classify; use auto, cpu, cuda or mps.")
     return device
+
+
+@dataclass
+class LoadedClassifier:
+    """A model ready to classify, with the preprocessing and class names of its weights."""
+
+    model: torch.nn.Module
+    weights: object  # a WeightsEnum member or the Path of a user's state_dict
+    transform: (
+        torch.nn.Module
+    )  # vggnets.transforms.ImageClassification: .mean, .std, .resize_size, .crop_size
+    categories: list[str] | None
+
+
+def load_classifier(
+    model_name: str, weights_arg: str, device: torch.device, *, progress: bool
+) -> LoadedClassifier:
+    """Build a model with weights that have a trained classifier; user state_dicts get ImageNet preprocessing."""
+    from ..models import build
+    from ..transforms import ImageClassification
+    from ..weights import IMAGENET_CATEGORIES, WeightsEnum, resolve_weights
+
+    weights = resolve_weights(model_name, weights_arg)
+    if isinstance(weights, WeightsEnum) and weights.meta.get("categories") is None:
+        raise VggnetsError(
+            f"{weights} has no trained classifier (only its convolutional features are valid), so it cannot "
+            "classify images; use DEFAULT or IMAGENET1K_V1, or use it as a feature extractor."
+        )
+    model = build(model_name, weights=weights, progress=progress).to(device).eval()
+    if isinstance(weights, WeightsEnum):
+        return LoadedClassifier(model, weights, weights.transforms(), weights.meta["categories"])
+    # a user's state_dict: ImageNet preprocessing, ImageNet names when it has 1000 outputs
+    categories = IMAGENET_CATEGORIES if model.num_classes == len(IMAGENET_CATEGORIES) else None
+    return LoadedClassifier(model, weights, ImageClassification(crop_size=224), categories)
+
+
+def require_at_least(value: int | None, minimum: int, option: str, hint: str = "") -> None:
+    """A one-line usage error for a numeric option below its minimum (None means 'not given')."""
+    if value is not None and value < minimum:
+        raise VggnetsError(f"{option} must be at least {minimum}{hint}, got {value}.")
