@@ -56,24 +56,12 @@ class ImageFiles(Dataset):
             return i, None, str(exc)
 
     def _check_resized_size(self, image: torch.Tensor) -> None:
-        """Refuse extreme aspect ratios: resizing a 1xN strip's short side to 256 would need 256x(256N) pixels.
-
-        The bound is the larger of ``max_pixels`` and Pillow's default limit, so small images may still be upscaled.
-        """
-        from .data import DEFAULT_MAX_PIXELS
+        """Refuse extreme aspect ratios before the preset upsamples them (see data.check_resized_size)."""
+        from .data import check_resized_size
 
         resize = getattr(self.transform, "resize_size", None)
-        if not resize:
-            return
-        limit = max(self.max_pixels or 0, DEFAULT_MAX_PIXELS)
-        h, w = image.shape[-2:]
-        scale = resize[0] / min(h, w)
-        if h * w * scale * scale > limit:
-            raise ImageError(
-                f"{w}x{h} image: resizing its shorter side to {resize[0]} would make it {round(w * scale)}x"
-                f"{round(h * scale)} pixels, above the limit of {limit:,} (aspect ratio too extreme to classify); "
-                "crop it first"
-            )
+        if resize:
+            check_resized_size(image, resize[0], self.max_pixels)
 
 
 def _collate(

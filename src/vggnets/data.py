@@ -31,7 +31,7 @@ from torchvision.transforms.v2.functional import to_dtype
 
 from .errors import ImageError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "collect_images", "read_image"]
+__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "check_resized_size", "collect_images", "read_image"]
 
 #: Pillow's default decompression-bomb threshold (89,478,485 pixels, ~0.25 GB as 24-bit RGB), captured at
 #: import so that later changes to ``PIL.Image.MAX_IMAGE_PIXELS`` elsewhere do not change vggnets' default.
@@ -353,3 +353,22 @@ def _images_in(directory: Path, recursive: bool) -> Iterator[Path]:
                 yield from _images_in(p, True)
         except OSError:
             continue
+
+
+def check_resized_size(image: torch.Tensor, short_side: int, max_pixels: int | None = None) -> torch.Tensor:
+    """Return ``image`` unless resizing its shorter side to ``short_side`` would exceed the pixel limit.
+
+    A 1xN strip resized to a 256-pixel short side needs 256x(256N) pixels; such images get an ImageError instead of
+    exhausting memory. The limit is the larger of ``max_pixels`` and DEFAULT_MAX_PIXELS, so that small images may
+    still be upscaled.
+    """
+    limit = max(max_pixels or 0, DEFAULT_MAX_PIXELS)
+    h, w = image.shape[-2:]
+    scale = short_side / min(h, w)
+    if h * w * scale * scale > limit:
+        raise ImageError(
+            f"{w}x{h} image: resizing its shorter side to {short_side} would make it {round(w * scale)}x"
+            f"{round(h * scale)} pixels, above the limit of {limit:,} (aspect ratio too extreme to classify); "
+            "crop it first"
+        )
+    return image

@@ -31,6 +31,10 @@ class ImageError(VggnetsError):
     """An image file could not be read or decoded."""
 
 
+class DatasetError(VggnetsError):
+    """A dataset or its ground-truth labels cannot be used for evaluation (layout, class folders, label file)."""
+
+
 class MissingDependencyError(VggnetsError):
     """An optional dependency is not installed; the message names the pip extra."""
 

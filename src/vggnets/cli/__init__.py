@@ -11,9 +11,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import VggnetsError
-from . import classify, download, models
+from . import classify, download, evaluate, models
 
-SUBCOMMANDS = (classify, models, download)
+SUBCOMMANDS = (classify, evaluate, models, download)
 
 EPILOG = """\
 examples:

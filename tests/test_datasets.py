@@ -1,0 +1,446 @@
+"""Tests for vggnets.datasets: ImageFolder trees, flat directories with val.txt / CSV / one-per-line labels."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vggnets.datasets import (
+    LabeledImages,
+    Sample,
+    collate_samples,
+    load_devkit_meta,
+    make_loader,
+    open_dataset,
+)
+from vggnets.errors import DatasetError, ImageError, MissingDependencyError, VggnetsError
+from vggnets.weights import IMAGENET_CATEGORIES, IMAGENET_WNIDS
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
+PHOTOS = sorted(p for p in EXAMPLES.iterdir() if p.suffix in {".jpg", ".png"})
+
+
+# ----------------------------------------------------------------------------------------------------
+# helpers
+
+
+def image(path: Path, size: tuple[int, int] = (8, 6), value: int = 0) -> Path:
+    """A small generated image (format from the suffix), parents created."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (value, 255 - value, 7)).save(path)
+    return path
+
+
+def flat(tmp_path: Path, names: list[str]) -> Path:
+    root = tmp_path / "flat"
+    for i, name in enumerate(names):
+        image(root / name, value=i)
+    return root
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def meta_mat(path: Path, pairs: list[tuple[int, str]]) -> Path:
+    """A tiny ILSVRC2012-devkit-like meta.mat: a struct array `synsets` (ILSVRC2012_ID, WNID, words, ...)."""
+    scipy_io = pytest.importorskip("scipy.io")
+    dtype = [("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O"), ("num_children", "O")]
+    synsets = np.zeros((len(pairs), 1), dtype=dtype)
+    for row, (ident, wnid) in enumerate(pairs):
+        children = 0 if ident <= 1000 else 3
+        synsets[row, 0] = (np.array([[ident]], dtype=np.uint16), np.array([wnid]), np.array(["x"]), children)
+    scipy_io.savemat(path, {"synsets": synsets})
+    return path
+
+
+def targets(ds: LabeledImages) -> dict[str, int]:
+    return {s.path.name: s.target for s in ds.samples}
+
+
+# ----------------------------------------------------------------------------------------------------
+# ImageFolder trees
+
+
+def test_wordnet_id_tree(tmp_path: Path):
+    root = tmp_path / "val"
+    image(root / IMAGENET_WNIDS[0] / "a.jpg")
+    image(root / IMAGENET_WNIDS[0] / "b.png")
+    image(root / IMAGENET_WNIDS[999] / "deeper" / "c.png")  # found recursively
+    (root / IMAGENET_WNIDS[5]).mkdir()  # empty class folder
+    (root / IMAGENET_WNIDS[0] / "notes.txt").write_text("not an image")
+    (root / ".hidden").mkdir()
+    image(root / ".hidden" / "x.png")
+    image(root / "loose.png")  # outside any class folder
+    ds = open_dataset(root)
+    assert [s.path.relative_to(root).as_posix() for s in ds.samples] == [
+        f"{IMAGENET_WNIDS[0]}/a.jpg",
+        f"{IMAGENET_WNIDS[0]}/b.png",
+        f"{IMAGENET_WNIDS[999]}/deeper/c.png",
+    ]
+    assert ds.targets == [0, 0, 999]
+    assert ds.classes == IMAGENET_CATEGORIES
+    assert ds.format == "imagefolder"
+    assert "WordNet-id" in ds.source
+    assert any("contain no images" in p and IMAGENET_WNIDS[5] in p for p in ds.problems)
+    assert any("loose.png" in p and "skipped" in p for p in ds.problems)
+
+
+def test_unknown_wordnet_folders_are_an_error(tmp_path: Path):
+    root = tmp_path / "val"
+    image(root / IMAGENET_WNIDS[1] / "a.png")
+    image(root / "n99999999" / "b.png")
+    image(root / "n00000001" / "c.png")
+    with pytest.raises(DatasetError, match=r"2 unknown class folder\(s\): n00000001, n99999999"):
+        open_dataset(root)
+    with pytest.raises(DatasetError, match="model has 10 classes"):
+        open_dataset(root, num_classes=10)
+
+
+def test_class_index_tree(tmp_path: Path):
+    root = tmp_path / "tree"
+    image(root / "0" / "a.png")
+    image(root / "3" / "b.png")
+    image(root / "10" / "c.png")
+    ds = open_dataset(root, num_classes=11)
+    assert targets(ds) == {"a.png": 0, "c.png": 10, "b.png": 3}
+    assert ds.classes == [f"class {i}" for i in range(11)]
+    assert "class-index" in ds.source
+    assert open_dataset(root).classes == IMAGENET_CATEGORIES
+    with pytest.raises(DatasetError, match=r"10 are outside 0 \.\. 9"):
+        open_dataset(root, num_classes=10)
+    image(root / "03" / "d.png")
+    with pytest.raises(DatasetError, match="same class index"):
+        open_dataset(root, num_classes=11)
+
+
+def test_custom_class_names(tmp_path: Path):
+    root = tmp_path / "pets"
+    image(root / "dog" / "a.png")
+    image(root / "cat" / "b.png")
+    ds = open_dataset(root, num_classes=2)
+    assert ds.classes == ["cat", "dog"]  # sorted, as torchvision's ImageFolder
+    assert targets(ds) == {"b.png": 0, "a.png": 1}
+    assert "custom class folders" in ds.source
+    with pytest.raises(DatasetError, match="WordNet id") as info:
+        open_dataset(root)
+    assert "class index" in str(info.value) and "2 folders here, the model has 1000" in str(info.value)
+
+
+def test_category_name_folders(tmp_path: Path):
+    root = tmp_path / "named"
+    image(root / IMAGENET_CATEGORIES[1] / "a.png")
+    image(root / IMAGENET_CATEGORIES[0] / "b.png")
+    ds = open_dataset(root)
+    assert targets(ds) == {"b.png": 0, "a.png": 1}
+    assert "category-name" in ds.source
+
+
+def test_mixed_folder_names(tmp_path: Path):
+    root = tmp_path / "mixed"
+    image(root / IMAGENET_WNIDS[0] / "a.png")
+    image(root / "7" / "b.png")
+    image(root / "misc" / "c.png")
+    with pytest.raises(DatasetError, match="mix naming schemes") as info:
+        open_dataset(root)
+    message = str(info.value)
+    assert "1 are WordNet ids" in message and "1 are class indices (7)" in message and "(misc)" in message
+
+
+def test_unusable_roots(tmp_path: Path):
+    with pytest.raises(DatasetError, match="no such directory"):
+        open_dataset(tmp_path / "absent")
+    with pytest.raises(DatasetError, match="not a directory"):
+        open_dataset(image(tmp_path / "one.png"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no images found"):
+        open_dataset(tmp_path / "empty")
+    root = flat(tmp_path, ["a.png", "b.png"])
+    with pytest.raises(DatasetError, match="--labels") as info:
+        open_dataset(root)
+    assert "no class folders" in str(info.value)
+    assert issubclass(DatasetError, VggnetsError)
+
+
+def test_limit_keeps_the_first_samples_in_sorted_order(tmp_path: Path):
+    root = flat(tmp_path, [f"img{i}.png" for i in range(5)])
+    gt = write(tmp_path / "val.txt", "".join(f"img{i}.png {i}\n" for i in (4, 2, 0, 1, 3)))
+    ds = open_dataset(root, labels=gt, limit=2)
+    assert [s.path.name for s in ds.samples] == ["img0.png", "img1.png"]
+    assert "first 2 of 5" in ds.source
+    assert len(open_dataset(root, labels=gt, limit=10)) == 5
+    with pytest.raises(ValueError):
+        open_dataset(root, labels=gt, limit=0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Flat directory + val.txt / CSV
+
+
+def test_caffe_val_txt(tmp_path: Path):
+    root = flat(tmp_path, ["ILSVRC2012_val_00000001.JPEG", "ILSVRC2012_val_00000002.JPEG", "extra.png"])
+    gt = write(
+        tmp_path / "val.txt",
+        "ILSVRC2012_val_00000001.JPEG 65\nILSVRC2012_val_00000002.JPEG 970\n\nILSVRC2012_val_00000003.JPEG 1\n",
+    )
+    ds = open_dataset(root, labels=gt)
+    assert targets(ds) == {"ILSVRC2012_val_00000001.JPEG": 65, "ILSVRC2012_val_00000002.JPEG": 970}
+    assert ds.format == "valtxt"
+    assert "Caffe val.txt" in ds.source and "0-based class index" in ds.source
+    assert any("1 label(s)" in p and "ILSVRC2012_val_00000003.JPEG" in p for p in ds.problems)
+    assert any("extra.png" in p and "skipped" in p for p in ds.problems)
+
+
+def test_val_txt_errors(tmp_path: Path):
+    root = flat(tmp_path, ["a.png", "b.png"])
+    with pytest.raises(DatasetError, match=r"line 2: class index 1000 is outside 0 \.\. 999"):
+        open_dataset(root, labels=write(tmp_path / "v1.txt", "a.png 1\nb.png 1000\n"))
+    with pytest.raises(DatasetError, match=r"labels .*a\.png twice.*line 1: 1, line 2: 2"):
+        open_dataset(root, labels=write(tmp_path / "v2.txt", "a.png 1\na.png 2\n"))
+    with pytest.raises(DatasetError, match=r"none of the 2 files named in .* is in"):
+        open_dataset(root, labels=write(tmp_path / "v3.txt", "x.png 1\ny.png 2\n"))
+    with pytest.raises(DatasetError, match="mixes formats"):
+        open_dataset(root, labels=write(tmp_path / "v4.txt", "a.png 1\n2\n"))
+    with pytest.raises(DatasetError, match="no such file"):
+        open_dataset(root, labels=tmp_path / "absent.txt")
+    with pytest.raises(DatasetError, match="is empty"):
+        open_dataset(root, labels=write(tmp_path / "v5.txt", "\n\n"))
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(DatasetError, match="not UTF-8"):
+        open_dataset(root, labels=tmp_path / "binary.txt")
+
+
+def test_val_txt_names_files_in_a_tree_by_path_or_unique_name(tmp_path: Path):
+    root = tmp_path / "tree"
+    image(root / IMAGENET_WNIDS[3] / "a.png")
+    image(root / IMAGENET_WNIDS[4] / "b.png")
+    gt = write(tmp_path / "val.txt", f"a.png 3\n{IMAGENET_WNIDS[4]}/b.png {IMAGENET_WNIDS[4]}\n")
+    ds = open_dataset(root, labels=gt)  # labels win over the folder names
+    assert targets(ds) == {"a.png": 3, "b.png": 4}
+    assert "WordNet ids" in ds.source
+
+
+def test_csv_labels(tmp_path: Path):
+    root = flat(tmp_path, ["a.png", "b.png", "c.jpg", "d.png"])
+    gt = write(
+        tmp_path / "labels.csv",
+        f'file,label\na.png,7\nb.png,{IMAGENET_WNIDS[12]}\n"c.jpg","{IMAGENET_CATEGORIES[300]}"\nmissing.png,1\n',
+    )
+    ds = open_dataset(root, labels=gt)
+    assert targets(ds) == {"a.png": 7, "b.png": 12, "c.jpg": 300}
+    assert ds.format == "csv"
+    assert "CSV" in ds.source and "class indices and WordNet ids and category names" in ds.source
+    assert any("missing.png" in p for p in ds.problems)
+    assert any("d.png" in p and "no label" in p for p in ds.problems)
+    # no header, and a header with the columns swapped
+    assert targets(open_dataset(root, labels=write(tmp_path / "n.csv", "a.png,1\nb.png,2\n"))) == {
+        "a.png": 1,
+        "b.png": 2,
+    }
+    swapped = write(tmp_path / "s.csv", "Label, File\n5,a.png\n")
+    assert targets(open_dataset(root, labels=swapped)) == {"a.png": 5}
+
+
+def test_kaggle_style_csv(tmp_path: Path):
+    root = flat(tmp_path, ["ILSVRC2012_val_00000001.JPEG", "ILSVRC2012_val_00000002.JPEG"])
+    gt = write(
+        tmp_path / "LOC_val_solution.csv",
+        f"ImageId,PredictionString\nILSVRC2012_val_00000001,{IMAGENET_WNIDS[9]} 1 2 3 4\n"
+        f"ILSVRC2012_val_00000002,{IMAGENET_WNIDS[8]} 1 2 3 4 {IMAGENET_WNIDS[8]} 5 6 7 8\n",
+    )
+    assert open_dataset(root, labels=gt).targets == [9, 8]
+
+
+def test_csv_errors(tmp_path: Path):
+    root = flat(tmp_path, ["a.png", "b.png"])
+    with pytest.raises(DatasetError, match="not a header naming the columns; expected 'file,label'"):
+        open_dataset(root, labels=write(tmp_path / "h.csv", "name,kind\na.png,1\n"))
+    with pytest.raises(
+        DatasetError, match=r"2 of 2 label\(s\) cannot be used: line 2: 'kitten' is not"
+    ) as info:
+        open_dataset(root, labels=write(tmp_path / "b.csv", "file,label\na.png,kitten\nb.png,n99999999\n"))
+    assert "line 3: WordNet id n99999999 is not one of the 1000" in str(info.value)
+    with pytest.raises(DatasetError, match=r"line 2: class index 4 is outside 0 \.\. 2"):
+        open_dataset(root, labels=write(tmp_path / "r.csv", "file,label\na.png,4\n"), num_classes=3)
+    with pytest.raises(DatasetError, match="header but no labels"):
+        open_dataset(root, labels=write(tmp_path / "e.csv", "file,label\n"))
+
+
+# ----------------------------------------------------------------------------------------------------
+# One label per line (the ILSVRC2012 devkit's ground truth)
+
+
+def test_one_label_per_line_zero_based(tmp_path: Path):
+    root = flat(tmp_path, ["v2.png", "v1.png", "v3.png"])
+    ds = open_dataset(root, labels=write(tmp_path / "gt.txt", "0\n5\n999\n"))
+    assert [(s.path.name, s.target) for s in ds.samples] == [("v1.png", 0), ("v2.png", 5), ("v3.png", 999)]
+    assert ds.format == "lines"
+    assert "0-based class indices" in ds.source
+    wnids = write(tmp_path / "w.txt", f"{IMAGENET_WNIDS[2]}\n{IMAGENET_WNIDS[1]}\n{IMAGENET_WNIDS[0]}\n")
+    ds = open_dataset(root, labels=wnids)
+    assert ds.targets == [2, 1, 0] and "WordNet id" in ds.source
+
+
+def test_devkit_ids_need_meta(tmp_path: Path):
+    root = flat(tmp_path, ["v1.png", "v2.png"])
+    gt = write(tmp_path / "ILSVRC2012_validation_ground_truth.txt", "490\n361\n")
+    with pytest.raises(DatasetError, match="--devkit-meta data/meta.mat") as info:
+        open_dataset(root, labels=gt)
+    assert "NOT the model's class indices" in str(info.value) and "val.txt" in str(info.value)
+    with pytest.raises(DatasetError, match="no label 0"):
+        open_dataset(root, labels=gt, num_classes=500)
+
+
+def test_devkit_meta_maps_ids_to_class_indices(tmp_path: Path):
+    root = flat(tmp_path, ["ILSVRC2012_val_00000001.JPEG", "ILSVRC2012_val_00000002.JPEG", "x.png"])
+    # A reversed mapping, as the devkit's ids are not the sorted-wnid order; plus an inner node (id > 1000).
+    pairs = [(i + 1, IMAGENET_WNIDS[999 - i]) for i in range(1000)] + [(1001, "n00001740")]
+    meta = meta_mat(tmp_path / "meta.mat", pairs)
+    assert load_devkit_meta(meta)[1] == IMAGENET_WNIDS[999] and 1001 not in load_devkit_meta(meta)
+    gt = write(tmp_path / "ILSVRC2012_validation_ground_truth.txt", "1\n1000\n3\n")
+    ds = open_dataset(root, labels=gt, devkit_meta=meta)
+    assert ds.targets == [999, 0, 997]
+    assert "ILSVRC2012 devkit ground truth" in ds.source and "meta.mat" in ds.source
+    assert not ds.problems
+    # ids the meta file does not define
+    small = meta_mat(tmp_path / "small.mat", [(1, IMAGENET_WNIDS[0])])
+    with pytest.raises(DatasetError, match=r"ILSVRC2012_ID\(s\) 3, 1000 that .* does not define"):
+        open_dataset(root, labels=gt, devkit_meta=small)
+    # --devkit-meta given with a format it does not apply to: a warning, not an error
+    val = write(tmp_path / "val.txt", "x.png 3\n")
+    assert any(
+        "--devkit-meta is ignored" in p for p in open_dataset(root, labels=val, devkit_meta=meta).problems
+    )
+
+
+def test_devkit_meta_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    pytest.importorskip("scipy.io")
+    with pytest.raises(DatasetError, match="no such file"):
+        load_devkit_meta(tmp_path / "absent.mat")
+    with pytest.raises(DatasetError, match="not a readable MATLAB"):
+        load_devkit_meta(write(tmp_path / "junk.mat", "not a mat file at all" * 10))
+    import scipy.io
+
+    scipy.io.savemat(tmp_path / "other.mat", {"x": np.arange(3)})
+    with pytest.raises(DatasetError, match="no 'synsets' struct"):
+        load_devkit_meta(tmp_path / "other.mat")
+    with pytest.raises(DatasetError, match="not ImageNet-1k WordNet ids"):
+        load_devkit_meta(meta_mat(tmp_path / "foreign.mat", [(1, "n99999999")]))
+    monkeypatch.setitem(sys.modules, "scipy.io", None)
+    with pytest.raises(MissingDependencyError, match="pip install scipy"):
+        load_devkit_meta(tmp_path / "absent.mat")
+
+
+def test_one_label_per_line_errors(tmp_path: Path):
+    root = flat(tmp_path, ["v1.png", "v2.png", "v3.png"])
+    with pytest.raises(DatasetError, match="has 2 labels .* but .* holds 3 images"):
+        open_dataset(root, labels=write(tmp_path / "a.txt", "0\n1\n"))
+    with pytest.raises(DatasetError, match="line 2 is empty"):
+        open_dataset(root, labels=write(tmp_path / "b.txt", "0\n\n1\n2\n"))
+    with pytest.raises(DatasetError, match="line 3 is 'x'"):
+        open_dataset(root, labels=write(tmp_path / "c.txt", "0\n1\nx\n"))
+    with pytest.raises(DatasetError, match=r"outside 0 \.\. 9 \(line 3: 10\)"):
+        open_dataset(root, labels=write(tmp_path / "d.txt", "0\n1\n10\n"), num_classes=10)
+    image(root / "sub" / "v4.png")
+    with pytest.raises(DatasetError, match="order is ambiguous"):
+        open_dataset(root, labels=write(tmp_path / "e.txt", "0\n1\n2\n3\n"))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Items and loading
+
+
+def test_items_decode_real_photos_and_report_bad_images(tmp_path: Path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff" + b"\x00" * 20)
+    samples = [Sample(p, i) for i, p in enumerate(PHOTOS)] + [
+        Sample(bad, 0),
+        Sample(tmp_path / "gone.png", 1),
+    ]
+    ds = LabeledImages(samples, IMAGENET_CATEGORIES, source="test")
+    for i, photo in enumerate(PHOTOS):
+        index, img, target, error = ds[i]
+        assert (index, target, error) == (i, i, None)
+        assert img.dtype == torch.uint8 and img.shape[0] == 3
+        with Image.open(photo) as im:
+            assert tuple(img.shape[1:]) == (im.height, im.width)
+    index, img, target, error = ds[len(PHOTOS)]
+    assert img is None and target == 0 and "corrupt" in error and str(bad) not in error
+    assert ds[len(PHOTOS) + 1][3] == "no such file"
+    small = LabeledImages(samples[:1], IMAGENET_CATEGORIES, source="test", max_pixels=100)
+    assert "above the limit" in small[0][3]
+
+
+def test_transform_runs_on_items(tmp_path: Path):
+    photo = PHOTOS[0]
+
+    def half(img: torch.Tensor) -> torch.Tensor:
+        return img[:, ::2, ::2]
+
+    def refuse(img: torch.Tensor) -> torch.Tensor:
+        raise ImageError(f"{photo}: too small for the protocol")
+
+    ds = open_dataset(
+        EXAMPLES.parent, labels=write(tmp_path / "l.csv", f"file,label\nimages/{photo.name},3\n")
+    )
+    assert ds.targets == [3]
+    full = ds[0][1]
+    ds.transform = half
+    assert ds[0][1].shape[1] == (full.shape[1] + 1) // 2
+    ds.transform = refuse
+    assert ds[0][1] is None and ds[0][3] == "too small for the protocol"
+
+
+def test_targets_are_validated():
+    with pytest.raises(ValueError, match="outside 0..1"):
+        LabeledImages([("a.png", 2)], ["x", "y"], source="test")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_loader_keeps_order_and_items(tmp_path: Path, workers: int):
+    root = tmp_path / "photos"
+    for height in (10, 11, 12):
+        image(root / "0" / f"h{height}.png", size=(20, height))
+    (root / "1").mkdir()
+    (root / "1" / "bad.png").write_bytes(b"not a png")
+    ds = open_dataset(root, num_classes=2)
+    loader = make_loader(ds, batch_size=2, workers=workers)
+    batches = list(loader)
+    assert [len(b) for b in batches] == [2, 2]
+    items = [item for batch in batches for item in batch]
+    assert [i for i, *_ in items] == list(range(4))
+    assert [t for _, _, t, _ in items] == [0, 0, 0, 1]
+    assert [tuple(img.shape) for _, img, _, _ in items[:3]] == [(3, 10, 20), (3, 11, 20), (3, 12, 20)]
+    assert items[3][1] is None and "not an image" in items[3][3]
+    assert collate_samples(batches[0]) is batches[0]
+    if workers:
+        assert loader.num_workers == 2 and loader.prefetch_factor == 2
+
+
+def test_loader_argument_checks(tmp_path: Path):
+    ds = LabeledImages([], ["a"], source="empty")
+    with pytest.raises(ValueError):
+        make_loader(ds, 0, 0)
+    with pytest.raises(ValueError):
+        make_loader(ds, 1, -1)
+    assert list(make_loader(ds, 4, 0)) == []
+
+
+def test_symlinked_class_folders_are_followed(tmp_path: Path):
+    store = tmp_path / "store"
+    image(store / "a.png")
+    root = tmp_path / "val"
+    root.mkdir()
+    try:
+        (root / IMAGENET_WNIDS[7]).symlink_to(store, target_is_directory=True)
+    except OSError:
+        pytest.skip("symlinks not supported")
+    assert open_dataset(root).targets == [7]
+    shutil.rmtree(root)
