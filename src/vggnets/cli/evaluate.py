@@ -201,9 +201,9 @@ def run(args: argparse.Namespace) -> int:
         rows += per_model[name]
     if len(members) > 1:
         label = "+".join(name for name, _ in members)
-        for i in range(len(names)):
+        for i, kind in enumerate(names):
             parts = [runs[i] for runs in per_model.values()]
-            rows.append(new_run(label, Average([p.protocol for p in parts], name="ensemble"), parts=parts))
+            rows.append(new_run(label, Average([p.protocol for p in parts], name=kind), parts=parts))
 
     evaluation = evaluate(
         rows, dataset, batch_size=args.batch_size, workers=args.workers, progress=show_progress(args)
