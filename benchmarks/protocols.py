@@ -94,17 +94,23 @@ def sync(device: Any) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(protocol: Any, images: list[Any], repeats: int, device: Any) -> tuple[list[float], Any]:
-    """Wall-clock seconds of ``repeats`` calls of ``protocol`` on all images (and the last call's posteriors)."""
-    times = []
+def measure(
+    protocol: Any, images: list[Any], repeats: int, device: Any
+) -> tuple[list[float], list[float], Any]:
+    """Wall-clock and process CPU seconds of ``repeats`` calls of ``protocol`` on all images, and the last posteriors.
+
+    CPU / wall near the thread count means the process had the cores; well below it, something else was running.
+    """
+    times, cpu_times = [], []
     out = None
     for _ in range(repeats):
         sync(device)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         out = protocol(images)
         sync(device)
         times.append(time.perf_counter() - start)
-    return times, out
+        cpu_times.append(time.process_time() - cpu_start)
+    return times, cpu_times, out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,11 +224,17 @@ def main(argv: list[str] | None = None) -> int:
             entry.update(measured=False, derived_from=list(parts), times_s=None)
         else:
             print(f"  running {key} ...", file=sys.stderr, flush=True)
-            times, out = measure(protocol, tensors, args.repeats, device)
+            times, cpu_times, out = measure(protocol, tensors, args.repeats, device)
             seconds = min(times)
+            cpu_use = cpu_times[times.index(seconds)] / seconds
             rows_ok = bool(torch.allclose(out.sum(1), torch.ones(len(tensors)), atol=1e-4))
             entry.update(
-                measured=True, times_s=times, posteriors_shape=list(out.shape), rows_sum_to_one=rows_ok
+                measured=True,
+                times_s=times,
+                cpu_times_s=cpu_times,
+                cpu_use=cpu_use,
+                posteriors_shape=list(out.shape),
+                rows_sum_to_one=rows_ok,
             )
             print(f"  {key}: {seconds:.2f} s for {len(tensors)} image(s)", file=sys.stderr, flush=True)
         n = len(tensors)
@@ -291,7 +303,11 @@ def main(argv: list[str] | None = None) -> int:
             f"Peak: REFERENCE.md 7.1's fp32 matmul 2048^3 for this CPU kind ({peaks['fp32_gflops']:g} GFLOP/s, "
             "measured there, not here)."
         )
-    print(f"Load average after (1, 5, 15 min): {load_after}. Whole run: {wall:.0f} s.")
+    print(
+        f"CPU use (process CPU time / wall time, of {torch.get_num_threads()} threads): "
+        + ", ".join(f"{k} {e['cpu_use']:.2f}" for k, e in results.items() if e["measured"])
+        + f". Load average after (1, 5, 15 min): {load_after}. Whole run: {wall:.0f} s."
+    )
 
     if args.json:
         payload = {

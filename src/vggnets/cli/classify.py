@@ -13,9 +13,11 @@ from .common import (
     FORMATS,
     add_model_options,
     add_quiet_option,
+    add_runtime_options,
+    add_subcommand,
+    check_runtime_options,
     load_classifier,
     require_at_least,
-    resolve_device,
     show_progress,
 )
 
@@ -41,22 +43,12 @@ directory or URL that holds the files (see `vggnets download --help`), or pass -
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the subcommand."""
-    p = sub.add_parser(
-        "classify",
-        help=HELP,
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_subcommand(sub, "classify", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, directories or glob patterns")
     add_model_options(p)
     p.add_argument("-k", "--topk", type=int, default=5, help="how many classes per image (default: 5)")
     p.add_argument("-r", "--recursive", action="store_true", help="also read images in subdirectories")
-    p.add_argument("-b", "--batch-size", type=int, default=8, help="images per forward pass (default: 8)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    p.add_argument(
-        "--workers", type=int, default=0, help="decoding worker processes (default: 0, in-process)"
-    )
+    add_runtime_options(p, batch_size=8, workers=0, batch_help="images per forward pass")
     p.add_argument(
         "--format", choices=FORMATS, default="table", help="table (default), json or csv on stdout"
     )
@@ -77,10 +69,8 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import VggnetsError
 
     require_at_least(args.topk, 1, "--topk")
-    require_at_least(args.batch_size, 1, "--batch-size")
-    require_at_least(args.workers, 0, "--workers", " (0 decodes in-process)")
     require_at_least(args.max_pixels, 1, "--max-pixels")
-    device = resolve_device(args.device)
+    device = check_runtime_options(args)
     entries = collect_inputs(args.paths, recursive=args.recursive)
     files = [e for e in entries if isinstance(e, Path)]
     if not entries:

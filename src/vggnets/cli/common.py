@@ -33,6 +33,42 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_subcommand(
+    sub: argparse._SubParsersAction, name: str, *, help: str, description: str, epilog: str | None = None
+) -> argparse.ArgumentParser:
+    """A subcommand parser whose description and examples keep their line breaks."""
+    return sub.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def add_runtime_options(
+    parser: argparse.ArgumentParser, *, batch_size: int, workers: int, batch_help: str
+) -> None:
+    """--batch-size, --workers and --device for subcommands that run a model over images."""
+    parser.add_argument(
+        "-b", "--batch-size", type=int, default=batch_size, help=f"{batch_help} (default: {batch_size})"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=workers,
+        help=f"decoding worker processes (default: {workers}; 0 = in-process)",
+    )
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+
+
+def check_runtime_options(args: argparse.Namespace) -> torch.device:
+    """Validate --batch-size and --workers, and resolve --device."""
+    require_at_least(args.batch_size, 1, "--batch-size")
+    require_at_least(args.workers, 0, "--workers", " (0 decodes in-process)")
+    return resolve_device(args.device)
+
+
 def add_quiet_option(parser: argparse.ArgumentParser) -> None:
     """--quiet: no progress bars."""
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

@@ -5,12 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING
 
-from .common import add_quiet_option, show_progress
-
-if TYPE_CHECKING:
-    pass
+from .common import add_quiet_option, add_subcommand, show_progress
 
 HELP = "download (and verify) pretrained weights into the cache"
 DESCRIPTION = """\
@@ -30,13 +26,7 @@ examples:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the subcommand."""
-    p = sub.add_parser(
-        "download",
-        help=HELP,
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_subcommand(sub, "download", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("names", nargs="*", metavar="NAME", help="models or weights names")
     p.add_argument("--all", action="store_true", help="every published weights file (about 4.7 GB)")
     p.add_argument(

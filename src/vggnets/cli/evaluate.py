@@ -11,9 +11,11 @@ from pathlib import Path
 from .common import (
     add_model_options,
     add_quiet_option,
+    add_runtime_options,
+    add_subcommand,
+    check_runtime_options,
     load_classifier,
     require_at_least,
-    resolve_device,
     show_progress,
 )
 
@@ -49,13 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the subcommand."""
     from ..protocols import PROTOCOLS
 
-    p = sub.add_parser(
-        "evaluate",
-        help=HELP,
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_subcommand(sub, "evaluate", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("data", metavar="DATA", help="ImageFolder tree, or a flat image directory with --labels")
     add_model_options(p)
     p.add_argument(
@@ -82,11 +78,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--devkit-meta", default=None, help="the ILSVRC2012 devkit's data/meta.mat, to map its class ids"
     )
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images (sorted order)")
-    p.add_argument("-b", "--batch-size", type=int, default=16, help="images per protocol call (default: 16)")
-    p.add_argument(
-        "--workers", type=int, default=1, help="decoding worker processes (default: 1; 0 = in-process)"
-    )
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    add_runtime_options(p, batch_size=16, workers=1, batch_help="images per protocol call")
     p.add_argument("--output", default=None, help="also write the results as JSON to this file")
     add_quiet_option(p)
     p.set_defaults(run=run)
@@ -145,10 +137,8 @@ def run(args: argparse.Namespace) -> int:
 
     names = parse_protocols(args.protocol)
     scales = parse_scales(args.scales)
-    require_at_least(args.batch_size, 1, "--batch-size")
-    require_at_least(args.workers, 0, "--workers", " (0 decodes in-process)")
     require_at_least(args.limit, 1, "--limit")
-    device = resolve_device(args.device)
+    device = check_runtime_options(args)
     members = parse_ensemble(args.ensemble, "DEFAULT") if args.ensemble else [(args.model, args.weights)]
     for name, _ in members:
         if name not in MODELS:

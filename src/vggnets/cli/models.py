@@ -6,6 +6,8 @@ import argparse
 import json
 import math
 
+from .common import add_subcommand
+
 HELP = "list every model: parameters, GMACs, accuracy, cached weights"
 EPILOG = """\
 Columns: the paper's configuration (Table 1, +BN with batch normalisation), weight layers, parameters, GMACs
@@ -20,13 +22,7 @@ examples:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the subcommand."""
-    p = sub.add_parser(
-        "models",
-        help=HELP,
-        description=HELP + ".",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_subcommand(sub, "models", help=HELP, description=HELP + ".", epilog=EPILOG)
     p.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")
     p.set_defaults(run=run)
 
