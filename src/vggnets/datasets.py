@@ -756,7 +756,7 @@ def load_devkit_meta(path: str | Path) -> dict[int, str]:
     except ImportError:
         raise MissingDependencyError(
             "reading the ILSVRC2012 devkit's meta.mat (--devkit-meta) needs scipy, which is not installed: "
-            "pip install scipy"
+            "pip install 'vggnets[devkit]' (or pip install scipy)"
         ) from None
     import numpy as np
 
