@@ -78,6 +78,12 @@ def test_center_accuracy_counts_right_and_wrong_images(tree, tiny_vgg11, tmp_pat
     assert doc["dataset"]["source"].startswith("ImageFolder tree with WordNet-id folders")
     per_class = doc["per_class_accuracy"][0]
     assert len(per_class) == 1000 and sorted(v for v in per_class if v is not None) == [0.0, 100.0]
+    (mistake,) = doc["top_confusions"][0]  # the coffee cup, filed under a class the model does not predict
+    assert (
+        mistake["count"] == 1
+        and mistake["true"]
+        == vggnets.IMAGENET_CATEGORIES[IMAGENET_WNIDS.index(next(tree.rglob(PHOTOS[1])).parent.name)]
+    )
 
 
 def test_every_protocol_in_one_pass_matches_the_python_api(tree, tiny_vgg11, tmp_path, capsys):

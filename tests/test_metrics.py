@@ -204,3 +204,11 @@ def test_memory_is_independent_of_the_number_of_images():
         m.update(torch.randn(64, 1000), torch.randint(0, 1000, (64,)))
     assert [t.numel() for t in (m._ranks, m._confusion)] == before == [1000 * 6, 1000 * 1000]
     assert m.count == 192 and int(m.confusion().sum()) == 192
+
+
+def test_top_confusions_lists_the_most_frequent_mistakes():
+    m = ClassificationMetrics(3, topk=(1,))
+    scores = torch.eye(3)[[1, 1, 2, 0, 0]]  # predictions 1, 1, 2, 0, 0
+    m.update(scores, torch.tensor([0, 0, 0, 0, 1]))  # truths
+    assert m.top_confusions() == [(0, 1, 2), (0, 2, 1), (1, 0, 1)]
+    assert m.top_confusions(1) == [(0, 1, 2)]

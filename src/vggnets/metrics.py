@@ -163,6 +163,14 @@ class ClassificationMetrics:
         """(K, K) int64 counts (a copy): rows = true class, columns = top-1 prediction."""
         return self._confusion.clone()
 
+    def top_confusions(self, n: int = 20) -> list[tuple[int, int, int]]:
+        """The ``n`` most frequent mistakes as (true class, predicted class, count), most frequent first."""
+        off = self._confusion.clone()
+        off.fill_diagonal_(0)
+        counts, flat = off.flatten().topk(min(n, off.numel()))
+        k = off.shape[1]
+        return [(int(i) // k, int(i) % k, int(c)) for c, i in zip(counts, flat, strict=True) if c > 0]
+
     def summary(self) -> dict[str, Any]:
         """JSON-ready numbers: images, failed, top-k accuracy and error (%) for each k of ``topk``,
         mean per-class (top-1) accuracy. Undefined values (no image scored) are None."""

@@ -220,6 +220,14 @@ def write_json(path: Path, evaluation, dataset, members) -> None:
             for r in evaluation.runs
             if not r.hidden
         ],
+        "top_confusions": [
+            [
+                {"true": dataset.classes[t], "predicted": dataset.classes[p], "count": c}
+                for t, p, c in r.metrics.top_confusions()
+            ]
+            for r in evaluation.runs
+            if not r.hidden
+        ],
         "classes": list(dataset.classes),
         "failures": [{"file": f, "error": e} for f, e in evaluation.failures],
         "wall_seconds": round(evaluation.wall_seconds, 3),
