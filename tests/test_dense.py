@@ -172,3 +172,26 @@ def test_bad_inputs_are_refused_clearly(model: vggnets.VGG) -> None:
     assert MIN_DENSE_SIZE == 224
     with pytest.raises(TypeError, match="needs a VGG model"):
         fully_convolutional(nn.Linear(3, 3))
+
+
+def test_until_stops_at_each_head_layer_and_matches_the_model_at_224():
+    torch.manual_seed(0)
+    model = vggnets.vgg11(width=0.125, num_classes=10).eval()
+    fcn = fully_convolutional(model)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        flat = torch.flatten(model.avgpool(model.features(x)), 1)
+        fc6 = model.classifier[0](flat)
+        fc7 = model.classifier[3](torch.relu(fc6))
+        expected = {
+            "fc6": fc6,
+            "relu6": torch.relu(fc6),
+            "fc7": fc7,
+            "relu7": torch.relu(fc7),
+            "fc8": model(x),
+        }
+        for name, value in expected.items():
+            out = fcn(x, until=name)
+            assert out.shape[-2:] == (1, 1) and torch.allclose(out.flatten(1), value, atol=1e-5), name
+    with pytest.raises(ValueError, match="until must be one of"):
+        fcn(x, until="pool5")

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 __all__ = ["MIN_DENSE_SIZE", "STRIDE", "FullyConvolutionalVGG", "fully_convolutional", "score_map_size"]
 
+#: Layers of the head that the dense view can stop at (the paper's names), in forward order.
+HEAD_LAYERS = ("fc6", "relu6", "fc7", "relu7", "fc8")
+
 #: Total stride of the feature extractor: five 2x2 max-pools.
 STRIDE = 32
 #: Smallest input side: fc6 (as a 7x7 convolution) needs a 7x7 feature map, i.e. 7 x 32 pixels.
@@ -82,11 +85,15 @@ class FullyConvolutionalVGG(nn.Module):
         # replaced a weight by a non-contiguous tensor.
         return [(fc.weight.reshape(fc.out_features, *shape), fc.bias) for fc, shape in zip(fcs, shapes)]
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, *, until: str = "fc8") -> Tensor:
         """Class score map (logits) of shape (N, K, floor(H/32) - 6, floor(W/32) - 6) for normalised images (N, 3, H, W).
 
         H and W must be at least 224: fc6, viewed as a 7x7 convolution, needs a feature map of at least 7x7.
+        ``until`` stops early and returns that layer's map instead: ``fc6``, ``relu6``, ``fc7``, ``relu7`` (the paper's
+        Appendix B image descriptor, before spatial averaging) or ``fc8``.
         """
+        if until not in HEAD_LAYERS:
+            raise ValueError(f"until must be one of {', '.join(HEAD_LAYERS)}, got {until!r}")
         if x.dim() != 4:
             raise ValueError(
                 f"FullyConvolutionalVGG expects a batch of images shaped (N, C, H, W), got {tuple(x.shape)}; add a "
@@ -101,12 +108,19 @@ class FullyConvolutionalVGG(nn.Module):
             )
         classifier = self.model.classifier
         (w6, b6), (w7, b7), (w8, b8) = self.conv_weights()
-        x = self.model.features(x)
-        x = F.relu(F.conv2d(x, w6, b6), inplace=True)
-        x = F.dropout(x, classifier[2].p, classifier[2].training, inplace=False)
-        x = F.relu(F.conv2d(x, w7, b7), inplace=True)
-        x = F.dropout(x, classifier[5].p, classifier[5].training, inplace=False)
-        return F.conv2d(x, w8, b8)
+        x = F.conv2d(self.model.features(x), w6, b6)
+        if until == "fc6":
+            return x
+        x = F.relu(x, inplace=True)
+        if until == "relu6":
+            return x
+        x = F.conv2d(F.dropout(x, classifier[2].p, classifier[2].training, inplace=False), w7, b7)
+        if until == "fc7":
+            return x
+        x = F.relu(x, inplace=True)
+        if until == "relu7":
+            return x
+        return F.conv2d(F.dropout(x, classifier[5].p, classifier[5].training, inplace=False), w8, b8)
 
 
 def fully_convolutional(model: VGG) -> FullyConvolutionalVGG:
