@@ -11,9 +11,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import VggnetsError
-from . import classify, download, evaluate, models
+from . import classify, download, evaluate, features, models
 
-SUBCOMMANDS = (classify, evaluate, models, download)
+SUBCOMMANDS = (classify, evaluate, features, models, download)
 
 EPILOG = """\
 examples:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from .common import (
     add_runtime_options,
     add_subcommand,
     check_runtime_options,
+    collect_inputs,
     load_classifier,
     require_at_least,
     show_progress,
@@ -106,24 +106,6 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         print(f"vggnets classify: {len(failed)} of {len(results)} inputs failed", file=sys.stderr)
     return 1 if failed else 0
-
-
-def collect_inputs(paths: list[str], *, recursive: bool) -> list[Path | tuple[str, str]]:
-    """Each input expanded in the order given: image files (each kept once, at its first position) or an
-    (input, message) pair for an input that matches nothing."""
-    from ..data import collect_images
-
-    entries: list[Path | tuple[str, str]] = []
-    seen: set[str] = set()
-    for item in paths:
-        files, problems = collect_images([item], recursive=recursive)
-        entries += problems
-        for f in files:
-            key = os.path.normcase(os.path.abspath(f))  # as collect_images de-duplicates within one input
-            if key not in seen:
-                seen.add(key)
-                entries.append(f)
-    return entries
 
 
 def write_table(results: list, *, model: str, weights: str) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -147,3 +149,21 @@ def require_at_least(value: int | None, minimum: int, option: str, hint: str = "
     """A one-line usage error for a numeric option below its minimum (None means 'not given')."""
     if value is not None and value < minimum:
         raise VggnetsError(f"{option} must be at least {minimum}{hint}, got {value}.")
+
+
+def collect_inputs(paths: list[str], *, recursive: bool) -> list[Path | tuple[str, str]]:
+    """Each input expanded in the order given: image files (each kept once, at its first position) or an
+    (input, message) pair for an input that matches nothing."""
+    from ..data import collect_images
+
+    entries: list[Path | tuple[str, str]] = []
+    seen: set[str] = set()
+    for item in paths:
+        files, problems = collect_images([item], recursive=recursive)
+        entries += problems
+        for f in files:
+            key = os.path.normcase(os.path.abspath(f))  # as collect_images de-duplicates within one input
+            if key not in seen:
+                seen.add(key)
+                entries.append(f)
+    return entries
