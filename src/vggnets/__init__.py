@@ -51,6 +51,8 @@ from .weights import (
     list_models,
 )
 
+from . import features, losses  # noqa: E402  (named layers, extractor, perceptual loss: no torchvision import)
+
 __version__ = "0.1.0"
 
 
