@@ -6,6 +6,7 @@ Every configuration of the paper, torchvision-compatible weights that load safel
 
 from __future__ import annotations
 
+from . import features, losses  # named layers, extractor, perceptual loss (no torchvision import)
 from .configs import MODELS, TABLE_1
 from .errors import (
     ArchitectureMismatchError,
@@ -51,8 +52,6 @@ from .weights import (
     list_models,
 )
 
-from . import features, losses  # noqa: E402  (named layers, extractor, perceptual loss: no torchvision import)
-
 __version__ = "0.1.0"
 
 
@@ -89,7 +88,9 @@ __all__ = [
     "get_model",
     "get_model_weights",
     "get_weight",
+    "features",
     "list_models",
+    "losses",
     "make_features",
     "vgg11",
     "vgg11_bn",
