@@ -327,8 +327,14 @@ def _progress_bar(total: int | None, desc: str) -> Any:
 # --- loading ---
 
 
-def load_state_dict_file(path: str | Path, *, what: str | None = None) -> dict[str, torch.Tensor]:
-    """Read a .safetensors or torch.save checkpoint safely (weights_only, mmap) into a flat state dict."""
+def load_state_dict_file(
+    path: str | Path, *, what: str | None = None, convert_layout: bool = True
+) -> dict[str, torch.Tensor]:
+    """Read a .safetensors or torch.save checkpoint safely (weights_only, mmap) into a flat state dict.
+
+    With ``convert_layout`` (default), timm-layout checkpoints and Keras ``.h5``/``.keras`` files are converted to
+    our layout by :mod:`vggnets.convert` (Keras: RGB input, Caffe-style preprocessing).
+    """
     path = Path(path)
     name = f"{what} ({path})" if what else str(path)
     if not path.exists():
@@ -344,11 +350,16 @@ def load_state_dict_file(path: str | Path, *, what: str | None = None) -> dict[s
             f"Cannot load {name}: {path} is empty (0 bytes), probably left by an interrupted download or "
             f"copy. {advice}"
         )
+    from . import convert
+
+    if convert_layout and convert.is_keras_file(path):
+        return convert.read_keras_h5(path)
     if path.suffix.lower() == ".safetensors":
         obj: object = _load_safetensors(path, name, advice)
     else:
         obj = _load_torch(path, name, advice)
-    return _as_state_dict(obj, name, advice)
+    state = _as_state_dict(obj, name, advice)
+    return convert.as_torchvision(state) if convert_layout else state
 
 
 def _redo_advice(path: Path) -> str:

@@ -274,8 +274,8 @@ def resolve_weights(model: str, weights: Any, pretrained: bool | None = None) ->
         path = Path(weights).expanduser()
         if not path.is_file():
             raise WeightsError(
-                f"The weights file {path} does not exist (or is not a file). Pass the path of a .pth, .pt or "
-                f".safetensors state_dict, or a weights name such as 'DEFAULT' or '{_enum_name(model)}.IMAGENET1K_V1'."
+                f"The weights file {path} does not exist (or is not a file). Pass the path of a .pth, .pt, "
+                f".safetensors or Keras .h5 state_dict, or a weights name such as 'DEFAULT' or '{_enum_name(model)}.IMAGENET1K_V1'."
             )
         return path
     elif isinstance(weights, str):
@@ -292,11 +292,13 @@ def resolve_weights(model: str, weights: Any, pretrained: bool | None = None) ->
     return member
 
 
+#: File suffixes that make a ``weights=`` string a path (Keras .h5 files are converted on load).
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt", ".h5", ".hdf5", ".keras")
+
+
 def _looks_like_path(text: str) -> bool:
     """True for strings that name a file rather than an enum member."""
-    return any(sep in text for sep in ("/", "\\")) or text.endswith(
-        (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
-    )
+    return any(sep in text for sep in ("/", "\\")) or text.lower().endswith(CHECKPOINT_SUFFIXES)
 
 
 def _member_by_tag(model: str, tag: str) -> WeightsEnum:

@@ -11,9 +11,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import VggnetsError
-from . import classify, download, evaluate, features, models
+from . import classify, convert, download, evaluate, export, features, models
 
-SUBCOMMANDS = (classify, evaluate, features, models, download)
+SUBCOMMANDS = (classify, evaluate, features, models, download, export, convert)
 
 EPILOG = """\
 examples:
