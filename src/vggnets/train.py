@@ -1,0 +1,722 @@
+"""Training and fine-tuning: the paper's recipe and torchvision's, as a small loop made of reusable pieces.
+
+The pieces, each usable on its own:
+
+- :class:`Recipe` and :data:`RECIPES` (``"paper"``, ``"torchvision"``): hyper-parameters and augmentation as data;
+- :func:`make_optimizer`, :func:`make_scheduler` (:class:`PlateauDecay` for the paper, ``StepLR`` for torchvision);
+- :func:`train_transforms`, :func:`eval_transforms` (``torchvision.transforms.v2``), :class:`PCALighting`;
+- :func:`make_loaders` (an ImageFolder tree with ``train/`` and ``val/``, or a seeded ``val_split``);
+- :func:`train_one_epoch`, :func:`evaluate_epoch`;
+- :func:`save_checkpoint` (atomic), :func:`load_checkpoint`, :func:`rng_state`, :func:`set_rng_state`;
+- :func:`init_from_a` (the paper's initialisation of deeper nets from a trained net A), :func:`freeze`;
+- :func:`fit`: the loop, writing ``last.pth`` (everything needed to resume), ``best.pth`` (model state_dict only,
+  loadable with ``vggnets.vgg11(weights=path)``) and ``metrics.csv``.
+
+Documented choices:
+
+- Weight decay: the paper's recipe decays only weights (conv and FC kernels); biases and BatchNorm parameters get none
+  ([paper 3.1] "weight decay ... on weights"; Caffe's VGG prototxt gives biases ``decay_mult: 0``). torchvision's
+  recipe decays every parameter, as its reference ``train.py`` does by default (``--norm-weight-decay`` unset).
+- Learning-rate schedule of the paper: divide by 10 when validation accuracy has not improved (by more than
+  ``threshold``) for more than ``patience`` epochs (ReduceLROnPlateau's rule, mode "max"), at most ``max_drops`` = 3
+  times; after the last drop the rate stays put. Implemented explicitly in :class:`PlateauDecay`.
+- Preprocessing of the paper: subtract the mean RGB only, on the [0, 255] scale, i.e. ``Normalize(mean, std=1/255)`` of
+  [0, 1] tensors. Fine-tuning torchvision's published weights expects mean/std normalisation: use the torchvision
+  recipe, or ``dataclasses.replace(recipe, std=IMAGENET_STD)``.
+- Gradient accumulation divides each micro-batch loss by ``accumulate``; a last, incomplete group at the end of an epoch
+  is still stepped (with a proportionally smaller gradient).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import hub
+from .errors import ArchitectureMismatchError, CheckpointError
+
+Amp = Literal["bf16", "fp16"] | None
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: The paper's mean RGB (123.68, 116.779, 103.939) on the [0, 1] scale.
+PAPER_MEAN = (123.68 / 255, 116.779 / 255, 103.939 / 255)
+#: std that turns [0, 1] tensors back to the [0, 255] scale: the paper subtracts the mean only.
+PAPER_STD = (1 / 255, 1 / 255, 1 / 255)
+
+#: AlexNet PCA colour noise, eigen-decomposition of ImageNet RGB pixels in [0, 1] (fb.resnet.torch).
+PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
+PCA_EIGVEC = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Hyper-parameters of a training recipe. Change one with ``dataclasses.replace(RECIPES["paper"], lr=1e-3)``."""
+
+    name: str
+    lr: float
+    weight_decay: float
+    decay_biases: bool  # False: no decay on biases and BatchNorm parameters
+    schedule: Literal["plateau", "step"]
+    epochs: int
+    momentum: float = 0.9
+    batch_size: int = 256
+    lr_factor: float = 0.1
+    patience: int = 2  # plateau: epochs without improvement tolerated before a drop
+    max_drops: int = 3  # plateau: at most this many drops
+    threshold: float = 1e-4  # plateau: minimum improvement of the validation accuracy
+    step_size: int = 30  # step: epochs between drops
+    crop: int = 224
+    scale: tuple[int, int] = (256, 256)  # paper: S (fixed when equal) or the jitter range [Smin, Smax]
+    resize: int = 256  # evaluation: smaller side before the centre crop
+    random_resized_crop: bool = False  # torchvision: RandomResizedCrop instead of rescale + random crop
+    hflip: bool = True
+    pca_std: float = 0.0  # std of the PCA colour noise coefficients (0: off)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    init: str = "torchvision"  # init scheme for models built from scratch with this recipe
+
+
+RECIPES: dict[str, Recipe] = {
+    # [paper 3.1]; 74 epochs = 370K iterations of 256 images
+    "paper": Recipe(
+        name="paper",
+        lr=1e-2,
+        weight_decay=5e-4,
+        decay_biases=False,
+        schedule="plateau",
+        epochs=74,
+        pca_std=0.1,
+        mean=PAPER_MEAN,
+        std=PAPER_STD,
+        init="paper",
+    ),
+    # torchvision's reference recipe for its VGG weights (use lr=0.1 for the _bn models)
+    "torchvision": Recipe(
+        name="torchvision",
+        lr=1e-2,
+        weight_decay=1e-4,
+        decay_biases=True,
+        schedule="step",
+        epochs=90,
+        random_resized_crop=True,
+    ),
+}
+
+
+def get_recipe(recipe: Recipe | str) -> Recipe:
+    """A recipe by name (or the recipe itself)."""
+    if isinstance(recipe, Recipe):
+        return recipe
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
+    return RECIPES[recipe]
+
+
+# ---------------------------------------------------------------------------------------------------------- optimiser
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, *, decay_biases: bool) -> list[dict[str, Any]]:
+    """Trainable parameters split into decayed and undecayed groups.
+
+    With ``decay_biases=False`` only conv and FC weights (tensors of 2 or more dimensions) are decayed; biases and
+    BatchNorm weights (1-d) are not. Frozen parameters (``requires_grad=False``) are left out.
+    """
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        (decay if decay_biases or p.dim() > 1 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe | str, lr: float | None = None) -> torch.optim.SGD:
+    """SGD with the recipe's momentum and weight decay (on weights only where the recipe says so)."""
+    recipe = get_recipe(recipe)
+    groups = parameter_groups(model, recipe.weight_decay, decay_biases=recipe.decay_biases)
+    return torch.optim.SGD(groups, lr=recipe.lr if lr is None else lr, momentum=recipe.momentum)
+
+
+class PlateauDecay:
+    """Multiply the learning rate by ``factor`` when a metric (validation accuracy, higher is better) has not improved
+    by more than ``threshold`` for more than ``patience`` epochs, at most ``max_drops`` times. Call :meth:`step` once
+    per epoch with the metric. Resumable through :meth:`state_dict` / :meth:`load_state_dict`.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        *,
+        factor: float = 0.1,
+        patience: int = 2,
+        max_drops: int = 3,
+        threshold: float = 1e-4,
+    ) -> None:
+        self.optimizer = optimizer
+        self.factor = factor
+        self.patience = patience
+        self.max_drops = max_drops
+        self.threshold = threshold
+        self.best = -math.inf
+        self.bad_epochs = 0
+        self.drops = 0
+
+    def step(self, metric: float) -> bool:
+        """Record one epoch's metric; returns True when the learning rate was divided this time."""
+        if metric > self.best + self.threshold:
+            self.best = metric
+            self.bad_epochs = 0
+            return False
+        self.bad_epochs += 1
+        if self.bad_epochs > self.patience and self.drops < self.max_drops:
+            for group in self.optimizer.param_groups:
+                group["lr"] *= self.factor
+            self.drops += 1
+            self.bad_epochs = 0
+            return True
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.__dict__.update(state)
+
+
+Scheduler = PlateauDecay | torch.optim.lr_scheduler.LRScheduler
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe | str) -> Scheduler:
+    """The recipe's schedule: :class:`PlateauDecay` (paper) or ``StepLR`` (torchvision)."""
+    recipe = get_recipe(recipe)
+    if recipe.schedule == "plateau":
+        return PlateauDecay(
+            optimizer,
+            factor=recipe.lr_factor,
+            patience=recipe.patience,
+            max_drops=recipe.max_drops,
+            threshold=recipe.threshold,
+        )
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=recipe.step_size, gamma=recipe.lr_factor)
+
+
+def step_scheduler(scheduler: Scheduler, val_acc: float) -> None:
+    """Advance a schedule by one epoch (the plateau schedule needs the validation accuracy)."""
+    if isinstance(scheduler, PlateauDecay):
+        scheduler.step(val_acc)
+    else:
+        scheduler.step()
+
+
+# --------------------------------------------------------------------------------------------------------- transforms
+
+
+class PCALighting(nn.Module):
+    """AlexNet's PCA colour noise: add ``eigvec @ (alpha * eigval)`` to every pixel, ``alpha ~ N(0, std)`` drawn per
+    image and channel from torch's global RNG. Works on float tensors in [0, 1] shaped (3, H, W) or (N, 3, H, W).
+    """
+
+    def __init__(
+        self,
+        std: float = 0.1,
+        eigval: Sequence[float] = PCA_EIGVAL,
+        eigvec: Sequence[Sequence[float]] = PCA_EIGVEC,
+    ) -> None:
+        super().__init__()
+        self.std = std
+        self.register_buffer("eigval", torch.tensor(eigval, dtype=torch.float32), persistent=False)
+        self.register_buffer("eigvec", torch.tensor(eigvec, dtype=torch.float32), persistent=False)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        if self.std == 0:
+            return img
+        if not img.is_floating_point() or img.shape[-3] != 3:
+            raise ValueError(
+                f"PCALighting expects float RGB tensors (..., 3, H, W), got {img.dtype} {tuple(img.shape)}"
+            )
+        batch = img.shape[:-3]
+        alpha = torch.randn(*batch, 3) * self.std
+        rgb = (alpha * self.eigval) @ self.eigvec.T  # (..., 3): eigvec @ (alpha * eigval) for each image
+        return img + rgb.to(img.dtype)[..., :, None, None]
+
+    def extra_repr(self) -> str:
+        return f"std={self.std}"
+
+
+def train_transforms(
+    recipe: Recipe | str, crop: int | None = None, scale: int | tuple[int, int] | None = None
+):
+    """Training augmentation of a recipe (``torchvision.transforms.v2``), from a PIL image or uint8 tensor.
+
+    Paper: isotropic rescale of the smaller side to S (``scale`` an int) or to S uniform in [Smin, Smax] (a pair),
+    random ``crop`` x ``crop`` crop, horizontal flip, PCA colour noise, normalisation. torchvision: RandomResizedCrop
+    (scale 0.08-1, ratio 3/4-4/3), horizontal flip, normalisation.
+    """
+    from torchvision.transforms import v2
+
+    recipe = get_recipe(recipe)
+    crop = recipe.crop if crop is None else crop
+    scale = recipe.scale if scale is None else scale
+    smin, smax = (scale, scale) if isinstance(scale, int) else scale
+    steps: list[Callable] = [v2.ToImage()]
+    if recipe.random_resized_crop:
+        steps.append(v2.RandomResizedCrop(crop, antialias=True))
+    else:
+        if smin == smax:
+            steps.append(v2.Resize(smin, antialias=True))
+        else:
+            steps.append(v2.RandomShortestSize(list(range(smin, smax + 1)), antialias=True))
+        steps.append(v2.RandomCrop(crop))
+    if recipe.hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    steps.append(v2.ToDtype(torch.float32, scale=True))
+    if recipe.pca_std > 0:
+        steps.append(PCALighting(recipe.pca_std))
+    steps.append(v2.Normalize(list(recipe.mean), list(recipe.std)))
+    return v2.Compose(steps)
+
+
+def eval_transforms(recipe: Recipe | str, crop: int | None = None, resize: int | None = None):
+    """Validation preprocessing: resize the smaller side, centre crop, normalise with the recipe's statistics."""
+    from torchvision.transforms import v2
+
+    recipe = get_recipe(recipe)
+    crop = recipe.crop if crop is None else crop
+    resize = recipe.resize if resize is None else resize
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize(resize, antialias=True),
+            v2.CenterCrop(crop),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(list(recipe.mean), list(recipe.std)),
+        ]
+    )
+
+
+def make_loaders(
+    root: str | Path,
+    recipe: Recipe | str,
+    *,
+    batch_size: int | None = None,
+    workers: int = 0,
+    val_split: float | None = None,
+    seed: int = 0,
+    train_transform: Callable | None = None,
+    val_transform: Callable | None = None,
+) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]:
+    """Train and validation loaders over an ImageFolder tree: ``root/train`` and ``root/val``, or, with ``val_split``,
+    one tree split at random (seeded) into ``1 - val_split`` / ``val_split``.
+    """
+    from torchvision.datasets import ImageFolder
+
+    recipe = get_recipe(recipe)
+    root = Path(root)
+    train_tf = train_transform or train_transforms(recipe)
+    val_tf = val_transform or eval_transforms(recipe)
+    if val_split is None:
+        if not (root / "train").is_dir() or not (root / "val").is_dir():
+            raise FileNotFoundError(f"{root} needs train/ and val/ subfolders (or pass val_split)")
+        train_set = ImageFolder(str(root / "train"), transform=train_tf)
+        val_set = ImageFolder(str(root / "val"), transform=val_tf)
+        if train_set.classes != val_set.classes:
+            raise ValueError(f"train/ and val/ of {root} have different class folders")
+    else:
+        if not 0 < val_split < 1:
+            raise ValueError(f"val_split must be in (0, 1), got {val_split}")
+        full_train = ImageFolder(str(root), transform=train_tf)
+        full_val = ImageFolder(str(root), transform=val_tf)
+        order = torch.randperm(len(full_train), generator=torch.Generator().manual_seed(seed)).tolist()
+        n_val = max(1, int(round(len(order) * val_split)))
+        train_set = torch.utils.data.Subset(full_train, order[n_val:])
+        val_set = torch.utils.data.Subset(full_val, order[:n_val])
+    bs = batch_size or recipe.batch_size
+    common = {"num_workers": workers, "persistent_workers": workers > 0}
+    train_loader = torch.utils.data.DataLoader(
+        train_set, batch_size=bs, shuffle=True, drop_last=False, **common
+    )
+    val_loader = torch.utils.data.DataLoader(val_set, batch_size=bs, shuffle=False, **common)
+    return train_loader, val_loader
+
+
+# ---------------------------------------------------------------------------------------------------------- the loop
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _autocast(device: torch.device, amp: Amp):
+    if amp not in (None, "bf16", "fp16"):
+        raise ValueError(f"amp must be None, 'bf16' or 'fp16', not {amp!r}")
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype, enabled=amp is not None)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Iterable,
+    optimizer: torch.optim.Optimizer,
+    *,
+    accumulate: int = 1,
+    amp: Amp = None,
+    scaler: torch.amp.GradScaler | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    channels_last: bool = False,
+) -> dict[str, float]:
+    """One pass over ``loader`` with an optimiser step every ``accumulate`` batches.
+
+    Returns ``loss`` (mean per image), ``acc`` (top-1 on the augmented batches), ``images``, ``steps``, ``seconds``.
+    """
+    if accumulate < 1:
+        raise ValueError(f"accumulate must be >= 1, got {accumulate}")
+    loss_fn = loss_fn or nn.functional.cross_entropy
+    device = _device_of(model)
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    start = time.perf_counter()
+    total_loss, correct, images, steps, pending = 0.0, 0, 0, 0, 0
+    for images_batch, targets in loader:
+        x = images_batch.to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = targets.to(device, non_blocking=True)
+        with _autocast(device, amp):
+            logits = model(x)
+            loss = loss_fn(logits, y)
+        backward = loss / accumulate
+        (scaler.scale(backward) if scaler is not None else backward).backward()
+        pending += 1
+        if pending == accumulate:
+            steps += _optimizer_step(optimizer, scaler)
+            pending = 0
+        total_loss += loss.item() * len(y)
+        correct += (logits.argmax(1) == y).sum().item()
+        images += len(y)
+    if pending:
+        steps += _optimizer_step(optimizer, scaler)
+    seconds = time.perf_counter() - start
+    return {
+        "loss": total_loss / max(images, 1),
+        "acc": correct / max(images, 1),
+        "images": images,
+        "steps": steps,
+        "seconds": seconds,
+    }
+
+
+def _optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> int:
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return 1
+
+
+@torch.no_grad()
+def evaluate_epoch(
+    model: nn.Module, loader: Iterable, *, amp: Amp = None, channels_last: bool = False
+) -> dict:
+    """Validation pass: ``loss`` (mean cross-entropy), ``acc`` (top-1), ``top5``, ``images``, ``seconds``."""
+    device = _device_of(model)
+    model.eval()
+    start = time.perf_counter()
+    total_loss, correct, correct5, images = 0.0, 0, 0, 0
+    for images_batch, targets in loader:
+        x = images_batch.to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = targets.to(device, non_blocking=True)
+        with _autocast(device, amp):
+            logits = model(x)
+        logits = logits.float()
+        total_loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        correct += (top[:, 0] == y).sum().item()
+        correct5 += (top == y[:, None]).any(1).sum().item()
+        images += len(y)
+    n = max(images, 1)
+    return {
+        "loss": total_loss / n,
+        "acc": correct / n,
+        "top5": correct5 / n,
+        "images": images,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+# ------------------------------------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: str | Path, state: Any) -> Path:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``: readers see the old file or
+    the complete new one, never a partial file. The temporary file is removed if saving fails.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (tensors and plain Python data only: weights_only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+
+
+def rng_state() -> dict[str, Any]:
+    """RNG states of torch (CPU and CUDA), numpy and Python's random, as tensors and plain data (weights_only safe)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "python": [version, list(internal), gauss],
+    }
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+# --------------------------------------------------------------------------------------------- initialisation, freeze
+
+
+def conv_names(features: nn.Sequential) -> dict[str, int]:
+    """``{"conv1_1": index, ...}``: the paper's names of the convolutions of ``features`` (block number counts the
+    max-pools, layer number counts convolutions inside the block)."""
+    names, block, layer = {}, 1, 0
+    for i, m in enumerate(features):
+        if isinstance(m, nn.MaxPool2d):
+            block, layer = block + 1, 0
+        elif isinstance(m, nn.Conv2d):
+            layer += 1
+            names[f"conv{block}_{layer}"] = i
+    return names
+
+
+#: The layers of net A that initialise deeper nets [paper 3.1]: the first four convolutions ...
+A_CONVS = ("conv1_1", "conv2_1", "conv3_1", "conv3_2")
+#: ... and the three fully-connected layers.
+FC_LAYERS = ("classifier.0", "classifier.3", "classifier.6")
+
+
+def init_from_a(model: nn.Module, a_state: Mapping[str, torch.Tensor] | str | Path) -> list[str]:
+    """Copy a trained net A's first four convolutions and three FC layers into ``model`` (B, C, D, E, or their
+    ``_bn``/width variants), in place; the other layers keep their (random) initialisation.
+
+    A's convolutions are, in order, conv1_1, conv2_1, conv3_1 and conv3_2; they go to the same-named layers of
+    ``model`` (REFERENCE 4.1). fc6 and fc7 must match in shape; fc8 is skipped when the class counts differ. Returns the
+    copied state_dict keys. ``a_state`` is a state_dict or the path of one.
+    """
+    if not isinstance(a_state, Mapping):
+        a_state = hub.load_state_dict_file(a_state, what="net A weights")
+    a_convs = sorted(
+        (
+            k
+            for k, v in a_state.items()
+            if k.startswith("features.") and k.endswith(".weight") and v.dim() == 4
+        ),
+        key=lambda k: int(k.split(".")[1]),
+    )
+    if len(a_convs) < 4:
+        raise ArchitectureMismatchError(
+            f"net A state_dict has {len(a_convs)} convolutions, expected at least 4"
+        )
+    targets = conv_names(model.features)
+    pairs: list[tuple[str, str]] = []
+    for a_key, name in zip(a_convs[:4], A_CONVS, strict=True):
+        prefix_a, prefix_b = a_key[: -len(".weight")], f"features.{targets[name]}"
+        pairs += [(f"{prefix_a}.weight", f"{prefix_b}.weight"), (f"{prefix_a}.bias", f"{prefix_b}.bias")]
+    pairs += [(f"{fc}.{p}", f"{fc}.{p}") for fc in FC_LAYERS for p in ("weight", "bias")]
+
+    own = model.state_dict()
+    copied = []
+    with torch.no_grad():
+        for src, dst in pairs:
+            if src not in a_state:
+                raise ArchitectureMismatchError(f"net A state_dict lacks {src}")
+            if a_state[src].shape != own[dst].shape:
+                if dst.startswith("classifier.6"):
+                    continue  # a different number of classes: keep the new head
+                raise ArchitectureMismatchError(
+                    f"cannot initialise {dst} {tuple(own[dst].shape)} from net A's {src} {tuple(a_state[src].shape)}"
+                )
+            own[dst].copy_(a_state[src])
+            copied.append(dst)
+    return copied
+
+
+def freeze(model: nn.Module, part: str | None) -> None:
+    """Stop training a part of the model (``"features"`` for fine-tuning only the classifier); None freezes nothing."""
+    if part is None:
+        return
+    module = model.get_submodule(part)
+    for p in module.parameters():
+        p.requires_grad_(False)
+
+
+# ----------------------------------------------------------------------------------------------------------- fit
+
+METRIC_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "seconds")
+
+
+def fit(
+    model: nn.Module,
+    train_loader: Iterable,
+    val_loader: Iterable,
+    recipe: Recipe | str,
+    *,
+    epochs: int | None = None,
+    output_dir: str | Path,
+    resume: bool = False,
+    lr: float | None = None,
+    accumulate: int = 1,
+    amp: Amp = None,
+    channels_last: bool = False,
+    log: Callable[[str], None] | None = print,
+    extra: Mapping[str, Any] | None = None,
+) -> list[dict[str, float]]:
+    """Train ``model`` for ``epochs`` (default: the recipe's), validating after each epoch; returns the metric rows.
+
+    Writes into ``output_dir``: ``last.pth`` after every epoch (model, optimizer, scheduler, AMP scaler, epoch, step,
+    best accuracy, metric history, RNG states: what ``resume=True`` restores), ``best.pth`` (the model state_dict of
+    the best validation accuracy so far) and ``metrics.csv`` (one row per epoch). With ``resume=True`` and an existing
+    ``last.pth``, training continues after its epoch, up to ``epochs`` in total. ``extra`` is stored in ``last.pth``
+    (e.g. the model name and arguments). The model must already be on its device.
+    """
+    recipe = get_recipe(recipe)
+    epochs = recipe.epochs if epochs is None else epochs
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    device = _device_of(model)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, recipe, lr)
+    scheduler = make_scheduler(optimizer, recipe)
+    scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
+
+    start_epoch, step, best_acc, history = 0, 0, -1.0, []
+    last = output_dir / "last.pth"
+    if resume and last.is_file():
+        state = load_checkpoint(last, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        start_epoch, step, best_acc = state["epoch"], state["step"], state["best_acc"]
+        history = list(state["history"])
+        set_rng_state(state["rng"])
+        if log:
+            log(f"resumed from {last} at epoch {start_epoch} (step {step}, best val acc {best_acc:.4f})")
+
+    for epoch in range(start_epoch, epochs):
+        sampler = getattr(train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)  # DistributedSampler
+        current_lr = optimizer.param_groups[0]["lr"]
+        train = train_one_epoch(
+            model,
+            train_loader,
+            optimizer,
+            accumulate=accumulate,
+            amp=amp,
+            scaler=scaler,
+            channels_last=channels_last,
+        )
+        val = evaluate_epoch(model, val_loader, amp=amp, channels_last=channels_last)
+        step += train["steps"]
+        step_scheduler(scheduler, val["acc"])
+        row = {
+            "epoch": epoch + 1,
+            "lr": current_lr,
+            "train_loss": train["loss"],
+            "train_acc": train["acc"],
+            "val_loss": val["loss"],
+            "val_acc": val["acc"],
+            "val_top5": val["top5"],
+            "seconds": train["seconds"] + val["seconds"],
+        }
+        history.append(row)
+        if val["acc"] > best_acc:
+            best_acc = val["acc"]
+            save_checkpoint(output_dir / "best.pth", model.state_dict())
+        save_checkpoint(
+            last,
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "epoch": epoch + 1,
+                "step": step,
+                "best_acc": best_acc,
+                "history": history,
+                "recipe": dataclasses.asdict(recipe),
+                "rng": rng_state(),
+                "extra": dict(extra or {}),
+            },
+        )
+        _write_metrics(output_dir / "metrics.csv", history)
+        if log:
+            log(
+                f"epoch {epoch + 1}/{epochs} lr {current_lr:.2e} train loss {train['loss']:.4f} acc {train['acc']:.4f}"
+                f" | val loss {val['loss']:.4f} acc {val['acc']:.4f} | {row['seconds']:.1f}s"
+            )
+    return history
+
+
+def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
+    """Rewrite metrics.csv from the full history (atomically, so a resumed run never duplicates rows)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=METRIC_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(buffer.getvalue())
+    os.replace(tmp, path)
