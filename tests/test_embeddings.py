@@ -75,6 +75,11 @@ def labelled(tmp_path) -> Path:
     return root
 
 
+def features_args(labelled: Path, weights: Path) -> list[str]:
+    """The command line shared by the CLI tests: the labelled tree, recursively, with the tiny checkpoint."""
+    return ["features", str(labelled), "-r", "--model", "vgg11", "--weights", str(weights)]
+
+
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory, model) -> Path:
     path = tmp_path_factory.mktemp("features") / "tiny.pth"
@@ -84,9 +89,7 @@ def tiny_weights(tmp_path_factory, model) -> Path:
 
 def test_cli_writes_npy_with_files_and_labels(labelled, tiny_weights, tmp_path, capsys, model, photos):
     out = tmp_path / "feats.npy"
-    code = main(
-        ["features", str(labelled), "-r", "--model", "vgg11", "--weights", str(tiny_weights), "-o", str(out)]
-    )
+    code = main([*features_args(labelled, tiny_weights), "-o", str(out)])
     err = capsys.readouterr().err
     assert (
         code == 1 and "broken.jpg" in err and "Traceback" not in err
@@ -101,17 +104,7 @@ def test_cli_writes_npy_with_files_and_labels(labelled, tiny_weights, tmp_path, 
 def test_cli_pt_and_parquet_and_overwrite_protection(labelled, tiny_weights, tmp_path, capsys):
     (labelled / "cup" / "broken.jpg").unlink()
     pt = tmp_path / "feats.pt"
-    args = [
-        "features",
-        str(labelled),
-        "-r",
-        "--model",
-        "vgg11",
-        "--weights",
-        str(tiny_weights),
-        "--layer",
-        "pool5",
-    ]
+    args = [*features_args(labelled, tiny_weights), "--layer", "pool5"]
     assert main([*args, "--l2norm", "-o", str(pt)]) == 0
     doc = torch.load(pt, weights_only=True)
     assert doc["features"].shape == (2, 64) and doc["labels"] == ["cat", "cup"] and doc["layer"] == "pool5"
@@ -142,17 +135,7 @@ def test_cli_pt_and_parquet_and_overwrite_protection(labelled, tiny_weights, tmp
     ],
 )
 def test_cli_bad_options(labelled, tiny_weights, tmp_path, capsys, extra, message):
-    args = [
-        "features",
-        str(labelled),
-        "-r",
-        "--model",
-        "vgg11",
-        "--weights",
-        str(tiny_weights),
-        "-o",
-        str(tmp_path / "f.npy"),
-    ]
+    args = [*features_args(labelled, tiny_weights), "-o", str(tmp_path / "f.npy")]
     assert main([*args, *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err

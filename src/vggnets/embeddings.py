@@ -52,31 +52,35 @@ def embed(
         chunks = []
         for start in range(0, len(images), batch_size):
             x = torch.stack([preprocess(img) for img in images[start : start + batch_size]]).to(device)
-            views = [x, x.flip(-1)] if flip else [x]
-            chunks.append(torch.stack([_pooled(extractor(v)[layer]) for v in views]).mean(0))
+            chunks.append(_mean_over_views(lambda v: extractor(v)[layer], x, flip))
         out = torch.cat(chunks) if chunks else torch.empty(0)
     else:
-        out = torch.stack([_multiscale(model, img, layer, mean, std, scales, flip, device) for img in images])
+        if layer in HEAD_LAYERS:  # the head as convolutions over the whole image
+            dense = fully_convolutional(model)
+            layer_map = lambda v: dense(v, until=layer)  # noqa: E731
+        else:
+            extractor = FeatureExtractor(model, [layer])
+            layer_map = lambda v: extractor(v)[layer]  # noqa: E731
+        out = torch.stack([_multiscale(layer_map, img, mean, std, scales, flip, device) for img in images])
     out = out.float().cpu()
     return F.normalize(out, dim=1) if l2norm else out
 
 
+def _mean_over_views(layer_map, x: Tensor, flip: bool) -> Tensor:
+    """Pooled descriptors of a batch, averaged with those of its mirror image when ``flip``."""
+    views = [x, x.flip(-1)] if flip else [x]
+    return torch.stack([_pooled(layer_map(v)) for v in views]).mean(0)
+
+
 def _multiscale(
-    model: VGG, image: Tensor, layer: str, mean, std, scales: Sequence[int], flip: bool, device: torch.device
+    layer_map, image: Tensor, mean, std, scales: Sequence[int], flip: bool, device: torch.device
 ) -> Tensor:
-    """One image's descriptor averaged over positions, flips and scales (head layers through the dense view)."""
+    """One image's descriptor averaged over positions, flips and scales."""
     from torchvision.transforms import functional as TF
 
-    dense = fully_convolutional(model) if layer in HEAD_LAYERS else None
-    extractor = None if dense is not None else FeatureExtractor(model, [layer])
     per_scale = []
     for q in scales:
-        x = TF.resize(image, [q], antialias=True)
-        x = TF.normalize(TF.convert_image_dtype(x, torch.float32), mean=list(mean), std=list(std)).unsqueeze(
-            0
-        )
-        x = x.to(device)
-        views = [x, x.flip(-1)] if flip else [x]
-        maps = [dense(v, until=layer) if dense is not None else extractor(v)[layer] for v in views]
-        per_scale.append(torch.stack([_pooled(m)[0] for m in maps]).mean(0))
+        x = TF.convert_image_dtype(TF.resize(image, [q], antialias=True), torch.float32)
+        x = TF.normalize(x, mean=list(mean), std=list(std)).unsqueeze(0).to(device)
+        per_scale.append(_mean_over_views(layer_map, x, flip)[0])
     return torch.stack(per_scale).mean(0)

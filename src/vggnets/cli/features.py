@@ -86,10 +86,9 @@ def run(args: argparse.Namespace) -> int:
     entries = collect_inputs(args.paths, recursive=args.recursive)
     weights = resolve_weights(args.model, args.weights)
     model = build(args.model, weights=weights, progress=show_progress(args)).to(device).eval()
-    if args.layer not in layer_names(model):
-        raise VggnetsError(
-            f"{args.model} has no layer {args.layer!r}; choose from {', '.join(layer_names(model))}."
-        )
+    names = layer_names(model)
+    if args.layer not in names:
+        raise VggnetsError(f"{args.model} has no layer {args.layer!r}; choose from {', '.join(names)}.")
     preset = weights.transforms() if isinstance(weights, WeightsEnum) else None
     mean, std = (preset.mean, preset.std) if preset is not None else (IMAGENET_MEAN, IMAGENET_STD)
 
