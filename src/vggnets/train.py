@@ -35,8 +35,10 @@ import io
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -46,7 +48,7 @@ import torch
 from torch import nn
 
 from . import hub
-from .errors import ArchitectureMismatchError, CheckpointError
+from .errors import ArchitectureMismatchError, CheckpointError, DatasetError
 
 Amp = Literal["bf16", "fp16"] | None
 
@@ -314,6 +316,83 @@ def eval_transforms(recipe: Recipe | str, crop: int | None = None, resize: int |
     )
 
 
+class SkipUnreadable(torch.utils.data.Dataset):
+    """A dataset of ``(image, label)`` samples whose unreadable images give ``None`` instead of raising; each such file
+    is reported once per process on stderr. Batch with :func:`collate_readable`, which leaves them out.
+    """
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+        self.classes = dataset.classes
+        self.skipped: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        try:
+            return self.dataset[index]
+        except (OSError, ValueError, SyntaxError) as exc:  # PIL: UnidentifiedImageError, truncated files, ...
+            path = str(self.dataset.samples[index][0])
+            if path not in self.skipped:
+                self.skipped.add(path)
+                reason = type(exc).__name__ if path in str(exc) else str(exc)
+                print(
+                    f"vggnets: warning: skipping unreadable image {path} ({reason})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            return None
+
+
+def collate_readable(batch: list[Any]) -> Any:
+    """``default_collate`` of the readable samples of a batch; None when none of them could be read."""
+    batch = [sample for sample in batch if sample is not None]
+    return torch.utils.data.default_collate(batch) if batch else None
+
+
+class StridedSampler(torch.utils.data.Sampler):
+    """Indices ``rank, rank + world_size, ...``: every sample exactly once over all processes (no padding), for
+    validation whose counts are then summed over processes."""
+
+    def __init__(self, length: int, rank: int = 0, world_size: int = 1) -> None:
+        self.indices = range(rank, length, world_size)
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def image_folder(root: str | Path, transform: Callable | None = None) -> SkipUnreadable:
+    """A torchvision ImageFolder over ``root`` (one folder per class) with unreadable images skipped; a missing
+    folder, a tree without class folders or a class folder without images is a :class:`DatasetError`."""
+    from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"the dataset folder {root} does not exist (or is not a folder).")
+    classes = sorted(d.name for d in os.scandir(root) if d.is_dir())
+    if not classes:
+        raise DatasetError(
+            f"{root} has no class folders: an ImageFolder tree holds one folder of images per class "
+            "(root/CLASS/image.png), and training needs root/train/ and root/val/ such trees, or --val-split."
+        )
+    empty = [c for c in classes if not any(_is_image(f, IMG_EXTENSIONS) for f in (root / c).rglob("*"))]
+    if empty:
+        raise DatasetError(
+            f"the class folder(s) {', '.join(empty)} of {root} hold no images ({', '.join(IMG_EXTENSIONS)}); "
+            "add images or remove the folder(s)."
+        )
+    return SkipUnreadable(ImageFolder(str(root), transform=transform))
+
+
+def _is_image(path: Path, suffixes: tuple[str, ...]) -> bool:
+    return path.suffix.lower() in suffixes and path.is_file()
+
+
 def make_loaders(
     root: str | Path,
     recipe: Recipe | str,
@@ -324,38 +403,70 @@ def make_loaders(
     seed: int = 0,
     train_transform: Callable | None = None,
     val_transform: Callable | None = None,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]:
     """Train and validation loaders over an ImageFolder tree: ``root/train`` and ``root/val``, or, with ``val_split``,
-    one tree split at random (seeded) into ``1 - val_split`` / ``val_split``.
+    one tree (``root/train`` when it exists, else ``root``) split at random (seeded) into ``1 - val_split`` /
+    ``val_split``.
+
+    ``batch_size`` (default: the recipe's) is the global batch: with ``world_size`` processes each loads
+    ``batch_size // world_size``. The training order is a ``DistributedSampler``'s (seeded by ``seed`` and the epoch,
+    also with one process), so K processes see, step by step, the same global batches as one process. Validation is
+    split over the processes without padding. Unreadable images are skipped with a warning (see
+    :class:`SkipUnreadable`).
     """
-    from torchvision.datasets import ImageFolder
+    from torch.utils.data.distributed import DistributedSampler
 
     recipe = get_recipe(recipe)
     root = Path(root)
     train_tf = train_transform or train_transforms(recipe)
     val_tf = val_transform or eval_transforms(recipe)
+    if not root.is_dir():
+        raise DatasetError(f"the dataset folder {root} does not exist (or is not a folder).")
     if val_split is None:
         if not (root / "train").is_dir() or not (root / "val").is_dir():
-            raise FileNotFoundError(f"{root} needs train/ and val/ subfolders (or pass val_split)")
-        train_set = ImageFolder(str(root / "train"), transform=train_tf)
-        val_set = ImageFolder(str(root / "val"), transform=val_tf)
+            raise DatasetError(
+                f"{root} needs train/ and val/ subfolders (each with one folder of images per class), or pass "
+                "a validation fraction (--val-split 0.1) to split one ImageFolder tree."
+            )
+        train_set = image_folder(root / "train", train_tf)
+        val_set = image_folder(root / "val", val_tf)
         if train_set.classes != val_set.classes:
-            raise ValueError(f"train/ and val/ of {root} have different class folders")
+            only_train = sorted(set(train_set.classes) - set(val_set.classes))
+            only_val = sorted(set(val_set.classes) - set(train_set.classes))
+            raise DatasetError(
+                f"train/ and val/ of {root} have different class folders (only in train/: "
+                f"{', '.join(only_train) or 'none'}; only in val/: {', '.join(only_val) or 'none'}); "
+                "both need the same classes."
+            )
+        classes = train_set.classes
     else:
         if not 0 < val_split < 1:
             raise ValueError(f"val_split must be in (0, 1), got {val_split}")
-        full_train = ImageFolder(str(root), transform=train_tf)
-        full_val = ImageFolder(str(root), transform=val_tf)
+        source = root / "train" if (root / "train").is_dir() else root
+        full_train = image_folder(source, train_tf)
+        full_val = image_folder(source, val_tf)
         order = torch.randperm(len(full_train), generator=torch.Generator().manual_seed(seed)).tolist()
         n_val = max(1, int(round(len(order) * val_split)))
         train_set = torch.utils.data.Subset(full_train, order[n_val:])
         val_set = torch.utils.data.Subset(full_val, order[:n_val])
+        classes = full_train.classes
     bs = batch_size or recipe.batch_size
-    common = {"num_workers": workers, "persistent_workers": workers > 0}
-    train_loader = torch.utils.data.DataLoader(
-        train_set, batch_size=bs, shuffle=True, drop_last=False, **common
+    if bs % world_size:
+        raise ValueError(f"the batch size {bs} is not divisible by the {world_size} processes")
+    common = {
+        "batch_size": bs // world_size,
+        "num_workers": workers,
+        "persistent_workers": workers > 0,
+        "collate_fn": collate_readable,
+    }
+    sampler = DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+    train_loader = torch.utils.data.DataLoader(train_set, sampler=sampler, **common)
+    val_loader = torch.utils.data.DataLoader(
+        val_set, sampler=StridedSampler(len(val_set), rank, world_size), **common
     )
-    val_loader = torch.utils.data.DataLoader(val_set, batch_size=bs, shuffle=False, **common)
+    train_loader.classes = val_loader.classes = classes  # type: ignore[attr-defined]
     return train_loader, val_loader
 
 
@@ -383,10 +494,14 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler | None = None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     channels_last: bool = False,
+    progress: bool = False,
+    desc: str = "train",
 ) -> dict[str, float]:
     """One pass over ``loader`` with an optimiser step every ``accumulate`` batches.
 
     Returns ``loss`` (mean per image), ``acc`` (top-1 on the augmented batches), ``images``, ``steps``, ``seconds``.
+    ``progress`` shows a tqdm bar (loss, accuracy, images/s, ETA); batches that are None (every image unreadable) are
+    skipped. A DistributedDataParallel model all-reduces gradients only on the last batch of each group.
     """
     if accumulate < 1:
         raise ValueError(f"accumulate must be >= 1, got {accumulate}")
@@ -394,27 +509,37 @@ def train_one_epoch(
     device = _device_of(model)
     model.train()
     optimizer.zero_grad(set_to_none=True)
+    bar = _progress_bar(loader, desc) if progress else None
     start = time.perf_counter()
     total_loss, correct, images, steps, pending = 0.0, 0, 0, 0, 0
-    for images_batch, targets in loader:
-        x = images_batch.to(device, non_blocking=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        y = targets.to(device, non_blocking=True)
-        with _autocast(device, amp):
-            logits = model(x)
-            loss = loss_fn(logits, y)
-        backward = loss / accumulate
-        (scaler.scale(backward) if scaler is not None else backward).backward()
+    for batch in bar if bar is not None else loader:
+        if batch is None:
+            continue
+        x, y = _to_device(batch, device, channels_last)
+        last_of_group = pending + 1 == accumulate
+        sync = nullcontext() if last_of_group or not hasattr(model, "no_sync") else model.no_sync()
+        with sync:
+            with _autocast(device, amp):
+                logits = model(x)
+                loss = loss_fn(logits, y)
+            backward = loss / accumulate
+            (scaler.scale(backward) if scaler is not None else backward).backward()
         pending += 1
-        if pending == accumulate:
+        if last_of_group:
             steps += _optimizer_step(optimizer, scaler)
             pending = 0
         total_loss += loss.item() * len(y)
         correct += (logits.argmax(1) == y).sum().item()
         images += len(y)
+        if bar is not None:
+            rate = images / max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix(
+                loss=f"{total_loss / images:.4f}", acc=f"{correct / images:.4f}", img_s=f"{rate:.0f}"
+            )
     if pending:
         steps += _optimizer_step(optimizer, scaler)
+    if bar is not None:
+        bar.close()
     seconds = time.perf_counter() - start
     return {
         "loss": total_loss / max(images, 1),
@@ -423,6 +548,20 @@ def train_one_epoch(
         "steps": steps,
         "seconds": seconds,
     }
+
+
+def _progress_bar(loader: Iterable, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(loader, desc=desc, unit="batch", leave=False, dynamic_ncols=True, file=sys.stderr)
+
+
+def _to_device(batch: Sequence[torch.Tensor], device: torch.device, channels_last: bool):
+    images, targets = batch
+    x = images.to(device, non_blocking=True)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, targets.to(device, non_blocking=True)
 
 
 def _optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> int:
@@ -444,11 +583,10 @@ def evaluate_epoch(
     model.eval()
     start = time.perf_counter()
     total_loss, correct, correct5, images = 0.0, 0, 0, 0
-    for images_batch, targets in loader:
-        x = images_batch.to(device, non_blocking=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        y = targets.to(device, non_blocking=True)
+    for batch in loader:
+        if batch is None:
+            continue
+        x, y = _to_device(batch, device, channels_last)
         with _autocast(device, amp):
             logits = model(x)
         logits = logits.float()
@@ -600,9 +738,84 @@ def freeze(model: nn.Module, part: str | None) -> None:
         p.requires_grad_(False)
 
 
+# ------------------------------------------------------------------------------------------------------- distributed
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a ``torchrun`` job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_type: str) -> Distributed:
+    """Join the process group that ``torchrun`` describes in the environment (RANK, WORLD_SIZE, LOCAL_RANK,
+    MASTER_ADDR, MASTER_PORT): nccl for CUDA, gloo otherwise. Without torchrun (WORLD_SIZE unset or 1) it does nothing.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Distributed()
+    import torch.distributed as dist
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_type == "cuda":
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size(), local_rank)
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside DistributedDataParallel and ``torch.compile`` wrappers: its state_dict has the plain keys
+    (no ``module.`` or ``_orig_mod.`` prefixes)."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def _sum_over_processes(values: list[float], device: torch.device) -> list[float]:
+    if not _distributed():
+        return values
+    total = torch.tensor(values, dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(total)
+    return total.tolist()
+
+
+def _rng_states() -> list[dict[str, Any]]:
+    """Every process's RNG states (a collective call when distributed)."""
+    if not _distributed():
+        return [rng_state()]
+    states: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(states, rng_state())
+    return states
+
+
 # ----------------------------------------------------------------------------------------------------------- fit
 
-METRIC_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "seconds")
+METRIC_FIELDS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "val_top5",
+    "seconds",
+    "images_per_s",
+)
 
 
 def fit(
@@ -620,6 +833,8 @@ def fit(
     channels_last: bool = False,
     log: Callable[[str], None] | None = print,
     extra: Mapping[str, Any] | None = None,
+    progress: bool = False,
+    on_epoch: Callable[[list[dict[str, float]]], None] | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` for ``epochs`` (default: the recipe's), validating after each epoch; returns the metric rows.
 
@@ -627,12 +842,18 @@ def fit(
     best accuracy, metric history, RNG states: what ``resume=True`` restores), ``best.pth`` (the model state_dict of
     the best validation accuracy so far) and ``metrics.csv`` (one row per epoch). With ``resume=True`` and an existing
     ``last.pth``, training continues after its epoch, up to ``epochs`` in total. ``extra`` is stored in ``last.pth``
-    (e.g. the model name and arguments). The model must already be on its device.
+    (e.g. the model name and arguments). The model must already be on its device; it may be wrapped in
+    DistributedDataParallel and/or ``torch.compile``: checkpoints hold the plain model's state_dict. In a process
+    group, metrics are summed over the processes and only rank 0 writes files, logs and calls ``on_epoch`` (with
+    the history, after each epoch's files are written).
     """
     recipe = get_recipe(recipe)
     epochs = recipe.epochs if epochs is None else epochs
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    is_main = not _distributed() or torch.distributed.get_rank() == 0
+    if not is_main:
+        log = None
+    plain = unwrap(model)
     device = _device_of(model)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -644,16 +865,31 @@ def fit(
     last = output_dir / "last.pth"
     if resume and last.is_file():
         state = load_checkpoint(last, map_location=device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            plain.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise ArchitectureMismatchError(
+                f"{last} holds a model of another architecture than the one being trained: {exc}"
+            ) from exc
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except ValueError as exc:
+            raise CheckpointError(
+                f"the optimizer state in {last} does not fit (were other layers frozen?): {exc}"
+            ) from exc
         scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         start_epoch, step, best_acc = state["epoch"], state["step"], state["best_acc"]
         history = list(state["history"])
-        set_rng_state(state["rng"])
+        ranks = state.get("rng_ranks") or [state["rng"]]
+        world = torch.distributed.get_world_size() if _distributed() else 1
+        rank = torch.distributed.get_rank() if _distributed() else 0
+        set_rng_state(ranks[rank] if len(ranks) == world else state["rng"])
         if log:
             log(f"resumed from {last} at epoch {start_epoch} (step {step}, best val acc {best_acc:.4f})")
+    if is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
 
     for epoch in range(start_epoch, epochs):
         sampler = getattr(train_loader, "sampler", None)
@@ -668,28 +904,48 @@ def fit(
             amp=amp,
             scaler=scaler,
             channels_last=channels_last,
+            progress=progress and is_main,
+            desc=f"epoch {epoch + 1}/{epochs}",
         )
         val = evaluate_epoch(model, val_loader, amp=amp, channels_last=channels_last)
+        t_loss, t_correct, t_images, v_loss, v_correct, v_correct5, v_images = _sum_over_processes(
+            [
+                train["loss"] * train["images"],
+                train["acc"] * train["images"],
+                train["images"],
+                val["loss"] * val["images"],
+                val["acc"] * val["images"],
+                val["top5"] * val["images"],
+                val["images"],
+            ],
+            device,
+        )
+        val_acc = v_correct / max(v_images, 1)
         step += train["steps"]
-        step_scheduler(scheduler, val["acc"])
+        step_scheduler(scheduler, val_acc)  # the same value on every process: the schedules stay in step
         row = {
             "epoch": epoch + 1,
             "lr": current_lr,
-            "train_loss": train["loss"],
-            "train_acc": train["acc"],
-            "val_loss": val["loss"],
-            "val_acc": val["acc"],
-            "val_top5": val["top5"],
+            "train_loss": t_loss / max(t_images, 1),
+            "train_acc": t_correct / max(t_images, 1),
+            "val_loss": v_loss / max(v_images, 1),
+            "val_acc": val_acc,
+            "val_top5": v_correct5 / max(v_images, 1),
             "seconds": train["seconds"] + val["seconds"],
+            "images_per_s": t_images / max(train["seconds"], 1e-9),
         }
         history.append(row)
-        if val["acc"] > best_acc:
-            best_acc = val["acc"]
-            save_checkpoint(output_dir / "best.pth", model.state_dict())
+        improved = val_acc > best_acc
+        best_acc = max(best_acc, val_acc)
+        rngs = _rng_states()  # collective: every process takes part
+        if not is_main:
+            continue
+        if improved:
+            save_checkpoint(output_dir / "best.pth", plain.state_dict())
         save_checkpoint(
             last,
             {
-                "model": model.state_dict(),
+                "model": plain.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict() if scaler is not None else None,
@@ -698,23 +954,27 @@ def fit(
                 "best_acc": best_acc,
                 "history": history,
                 "recipe": dataclasses.asdict(recipe),
-                "rng": rng_state(),
+                "rng": rngs[0],
+                "rng_ranks": rngs,
                 "extra": dict(extra or {}),
             },
         )
         _write_metrics(output_dir / "metrics.csv", history)
         if log:
             log(
-                f"epoch {epoch + 1}/{epochs} lr {current_lr:.2e} train loss {train['loss']:.4f} acc {train['acc']:.4f}"
-                f" | val loss {val['loss']:.4f} acc {val['acc']:.4f} | {row['seconds']:.1f}s"
+                f"epoch {epoch + 1}/{epochs} lr {current_lr:.2e} train loss {row['train_loss']:.4f} "
+                f"acc {row['train_acc']:.4f} | val loss {row['val_loss']:.4f} acc {val_acc:.4f} "
+                f"top-5 {row['val_top5']:.4f} | {row['images_per_s']:.0f} img/s {row['seconds']:.1f}s"
             )
+        if on_epoch is not None:
+            on_epoch(history)
     return history
 
 
 def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
     """Rewrite metrics.csv from the full history (atomically, so a resumed run never duplicates rows)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=METRIC_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=METRIC_FIELDS, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(history)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -1,0 +1,390 @@
+"""``vggnets train``: train or fine-tune a VGG on an ImageFolder tree, on one device or under ``torchrun``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .common import add_quiet_option, add_runtime_options, add_subcommand, require_at_least, show_progress
+
+HELP = "train or fine-tune a model on an ImageFolder tree (paper or torchvision recipe, resumable, torchrun)"
+DESCRIPTION = """\
+Train a VGG on DATA, an ImageFolder tree with train/ and val/ subfolders (one folder of images per class),
+or one such tree split at random with --val-split. Recipes (arXiv 1409.1556, 3.1, and torchvision's):
+
+  paper        SGD 0.9, weight decay 5e-4 on weights only, lr 1e-2 divided by 10 when validation accuracy
+               stops improving (at most 3 times), rescale to S=256 + random 224 crop, flip, PCA colour noise,
+               mean subtraction only, 74 epochs, init N(0, 0.01)
+  torchvision  SGD 0.9, weight decay 1e-4, lr 1e-2 (use --lr 0.1 for _bn) x0.1 every 30 epochs,
+               RandomResizedCrop 224 + flip, ImageNet mean/std, 90 epochs
+
+--set KEY=VALUE changes any recipe field (crop, scale=S or SMIN,SMAX, resize, hflip, pca_std, mean, std,
+momentum, weight_decay, patience, max_drops, step_size, lr_factor, schedule, ...). Fine-tuning: --weights
+gives the pretrained layers, a new head is made for the classes of DATA, and published weights bring their
+own preprocessing (mean/std, crop, resize); --freeze features trains the classifier only.
+
+OUTPUT (default runs/MODEL) receives, each epoch: last.pth (everything --resume needs), best.pth (the
+state_dict of the best validation accuracy: vggnets.MODEL(weights=path) and torchvision load it),
+metrics.csv, curves.png (with matplotlib), tensorboard/ (with tensorboard), and classes.txt. An OUTPUT
+that already holds a run is only continued with --resume, never overwritten.
+
+Distributed: torchrun --nproc-per-node=K -m vggnets train ... runs K processes (DistributedDataParallel,
+nccl on GPUs, gloo on CPUs); --batch-size is the global batch, split over the K processes; only rank 0
+writes. Unreadable images are skipped with a warning naming each file once. Exit code 2: nothing was
+trained because of a problem with the options, data or checkpoint (files already written are kept)."""
+EPILOG = """\
+examples:
+  vggnets train data/flowers --model vgg16 --weights DEFAULT --freeze features --epochs 5 --lr 1e-3
+  vggnets train data/digits --model vgg11_bn --width 0.125 --set crop=32 resize=32 scale=32,36 hflip=false
+  vggnets train data/digits --output runs/digits --resume            continue a stopped run
+  torchrun --nproc-per-node=4 -m vggnets train imagenet --model vgg16_bn --recipe torchvision --lr 0.1 --sync-bn"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the subcommand."""
+    from ..configs import MODELS
+    from ..train import RECIPES
+
+    p = add_subcommand(sub, "train", help=HELP, description=DESCRIPTION, epilog=EPILOG)
+    p.add_argument("data", metavar="DATA", help="ImageFolder tree with train/ and val/ (or use --val-split)")
+    p.add_argument(
+        "--model", default="vgg11", choices=list(MODELS), metavar="NAME", help="model name (default: vgg11)"
+    )
+    p.add_argument(
+        "--recipe", default="paper", choices=list(RECIPES), help="training recipe (default: paper)"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change recipe fields, e.g. crop=32 scale=32,36 hflip=false pca_std=0",
+    )
+    p.add_argument(
+        "--num-classes", type=int, default=None, help="number of classes (default: the class folders of DATA)"
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        metavar="W",
+        help="start from weights: DEFAULT, a member such as IMAGENET1K_V1, or a state_dict path "
+        "(default: none, random initialisation)",
+    )
+    p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="CKPT",
+        help="copy the first four convolutions and the FC layers of a trained net A (paper 3.1)",
+    )
+    p.add_argument("--freeze", choices=["features"], default=None, help="do not train these layers")
+    p.add_argument("--width", type=float, default=None, help="channel multiplier (default 1; 0.125 = 1/8)")
+    p.add_argument("--dropout", type=float, default=0.5, help="dropout of fc6 and fc7 (default 0.5)")
+    p.add_argument(
+        "--init",
+        default=None,
+        choices=["torchvision", "paper", "glorot", "pytorch"],
+        help="initialisation of new layers (default: the recipe's)",
+    )
+    p.add_argument("--epochs", type=int, default=None, help="epochs in total (default: the recipe's)")
+    p.add_argument("--lr", type=float, default=None, help="initial learning rate (default: the recipe's)")
+    p.add_argument(
+        "--accumulate", type=int, default=1, help="batches per optimiser step (gradient accumulation)"
+    )
+    p.add_argument(
+        "--val-split",
+        type=float,
+        default=None,
+        metavar="F",
+        help="validate on this seeded random fraction of DATA (or DATA/train)",
+    )
+    p.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="mixed precision (default: fp32)")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument(
+        "--sync-bn", action="store_true", help="synchronise BatchNorm over torchrun processes (GPU)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and augmentation")
+    p.add_argument("--output", default=None, metavar="DIR", help="run folder (default: runs/MODEL)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output from its last.pth")
+    add_runtime_options(p, batch_size=256, workers=2, batch_help="global batch size, split over processes")
+    add_quiet_option(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check everything that can be checked before the first write, then fit."""
+    import torch
+
+    from .. import train as T
+    from ..curves import RunReport
+    from ..errors import VggnetsError
+    from ..models import build
+    from ..weights import WeightsEnum, resolve_weights
+    from .common import check_runtime_options
+
+    _check_options(args)
+    device = check_runtime_options(args)
+    recipe = _recipe(args)
+    output = Path(args.output or f"runs/{args.model}")
+    previous = _check_output(output, args.resume)
+
+    weights = resolve_weights(args.model, args.weights) if args.weights else None
+    if isinstance(weights, WeightsEnum):
+        recipe = _weights_preprocessing(recipe, weights, args.overrides)
+    if args.sync_bn and not args.model.endswith("_bn"):
+        raise VggnetsError(
+            f"--sync-bn synchronises BatchNorm layers, and {args.model} has none; leave it out."
+        )
+
+    dist = T.init_distributed(device.type)
+    try:
+        if dist.world_size > 1:
+            if device.type == "cuda":
+                device = torch.device("cuda", dist.local_rank)
+            if "OMP_NUM_THREADS" not in os.environ:
+                torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.world_size))
+            if args.sync_bn and device.type != "cuda":
+                raise VggnetsError(
+                    "--sync-bn needs CUDA GPUs (PyTorch's SyncBatchNorm does not run on the CPU); leave it out."
+                )
+        try:
+            loaders = T.make_loaders(
+                args.data,
+                recipe,
+                batch_size=args.batch_size,
+                workers=args.workers,
+                val_split=args.val_split,
+                seed=args.seed,
+                rank=dist.rank,
+                world_size=dist.world_size,
+            )
+        except ValueError as exc:  # the batch does not split over the processes
+            raise VggnetsError(
+                f"{exc}; pick a --batch-size that is a multiple of the process count."
+            ) from exc
+        classes = loaders[0].classes
+        num_classes = args.num_classes or len(classes)
+        if num_classes != len(classes):
+            raise VggnetsError(
+                f"--num-classes {args.num_classes} disagrees with the {len(classes)} class folders of "
+                f"{args.data} ({_preview(classes)}); leave --num-classes out or fix the folders."
+            )
+        if previous is not None:
+            _check_resumable(previous, output, args.model, classes)
+
+        torch.manual_seed(args.seed)  # the same initial weights on every process
+        model = build(
+            args.model,
+            weights=weights,
+            num_classes=num_classes,
+            dropout=args.dropout,
+            init_weights=args.init or recipe.init,
+            width=args.width,
+            progress=show_progress(args),
+        )
+        if args.init_from:
+            T.init_from_a(model, args.init_from)
+        T.freeze(model, args.freeze)
+        model.to(device)
+        if dist.world_size > 1:
+            if args.sync_bn:
+                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            ids = [dist.local_rank] if device.type == "cuda" else None
+            model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if args.compile:
+            model = torch.compile(model)
+        torch.manual_seed(args.seed + dist.rank)  # independent augmentation on each process
+
+        report = None
+        if dist.is_main:
+            report = RunReport(
+                output, title=f"{args.model} on {Path(args.data).name}", info=_note, warn=_warn
+            )
+            if previous is None:
+                _note(f"training {args.model} on {len(classes)} classes; writing to {output}")
+        history = T.fit(
+            model,
+            *loaders,
+            recipe,
+            epochs=args.epochs,
+            output_dir=output,
+            resume=previous is not None,
+            lr=args.lr,
+            accumulate=args.accumulate,
+            amp=args.amp,
+            channels_last=args.channels_last,
+            log=print if dist.is_main else None,
+            progress=show_progress(args),
+            extra=_extra(args, classes, T.unwrap(model)),
+            on_epoch=_on_epoch(output, classes, report),
+        )
+        if report is not None:
+            report.close()
+        if dist.is_main and history:
+            best = max(history, key=lambda row: row["val_acc"])
+            _note(
+                f"best val top-1 {best['val_acc']:.4f} (top-5 {best['val_top5']:.4f}) at epoch {best['epoch']}; "
+                f"weights in {output / 'best.pth'}"
+            )
+    finally:
+        if dist.world_size > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    return 0
+
+
+def _note(message: str) -> None:
+    print(f"vggnets train: {message}", file=sys.stderr, flush=True)
+
+
+def _warn(message: str) -> None:
+    print(f"vggnets train: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _preview(items: list[str], n: int = 5) -> str:
+    return ", ".join(items[:n]) + (f", ... ({len(items) - n} more)" if len(items) > n else "")
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    from ..errors import VggnetsError
+
+    require_at_least(args.epochs, 1, "--epochs")
+    require_at_least(args.accumulate, 1, "--accumulate")
+    require_at_least(args.num_classes, 1, "--num-classes")
+    if args.val_split is not None and not 0 < args.val_split < 1:
+        raise VggnetsError(
+            f"--val-split must be a fraction between 0 and 1, such as 0.1, got {args.val_split}."
+        )
+    if args.width is not None and not args.width > 0:
+        raise VggnetsError(f"--width must be positive, such as 0.125 or 1, got {args.width}.")
+    if not 0 <= args.dropout <= 1:
+        raise VggnetsError(f"--dropout must be between 0 and 1, got {args.dropout}.")
+    if args.lr is not None and not args.lr > 0:
+        raise VggnetsError(f"--lr must be positive, got {args.lr}.")
+    if args.weights and args.init_from:
+        raise VggnetsError("--weights and --init-from both initialise the model; pass one of them.")
+
+
+def _recipe(args: argparse.Namespace):
+    """The named recipe with the --set overrides (parsed by the type of each field's current value)."""
+    from ..errors import VggnetsError
+    from ..train import Recipe, get_recipe
+
+    recipe = get_recipe(args.recipe)
+    fields = [f.name for f in dataclasses.fields(Recipe) if f.name != "name"]
+    changes: dict[str, Any] = {}
+    for item in args.overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in fields:
+            raise VggnetsError(f"--set takes KEY=VALUE with KEY one of {', '.join(fields)}; got {item!r}.")
+        current = getattr(recipe, key)
+        try:
+            changes[key] = _parse_like(current, text.strip(), key)
+        except ValueError as exc:
+            raise VggnetsError(f"--set {item}: {exc}.") from None
+    return dataclasses.replace(recipe, **changes)
+
+
+def _parse_like(current: Any, text: str, key: str) -> Any:
+    if isinstance(current, bool):
+        if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError("expected true or false")
+        return text.lower() in ("true", "1", "yes")
+    if isinstance(current, int | float):
+        value = type(current)(text)
+        if value < 0:
+            raise ValueError("expected a value of at least 0")
+        return value
+    if isinstance(current, tuple):
+        values = tuple(type(current[0])(v) for v in text.split(","))
+        if key == "scale" and len(values) == 1:
+            values = values * 2
+        if len(values) != len(current):
+            raise ValueError(f"expected {len(current)} comma-separated values")
+        return values
+    allowed = {"schedule": ("plateau", "step"), "init": ("torchvision", "paper", "glorot", "pytorch")}[key]
+    if text not in allowed:
+        raise ValueError(f"expected one of {', '.join(allowed)}")
+    return text
+
+
+def _weights_preprocessing(recipe, weights, overrides: list[str]):
+    """Published weights bring their preprocessing: mean/std, crop and resize (unless --set says otherwise)."""
+    t = weights.transforms()
+    given = {item.partition("=")[0].strip().replace("-", "_") for item in overrides}
+    preset = {
+        "mean": tuple(t.mean),
+        "std": tuple(t.std),
+        "crop": t.crop_size[0],
+        "resize": t.resize_size[0],
+    }
+    return dataclasses.replace(recipe, **{k: v for k, v in preset.items() if k not in given})
+
+
+def _check_output(output: Path, resume: bool) -> dict | None:
+    """Refuse to overwrite a run; with --resume, the run's last.pth (None: start a new run)."""
+    from ..errors import VggnetsError
+    from ..train import load_checkpoint
+
+    existing = [name for name in ("last.pth", "best.pth", "metrics.csv") if (output / name).exists()]
+    if not resume:
+        if existing:
+            raise VggnetsError(
+                f"{output} already holds a training run ({', '.join(existing)}); pass --resume to continue it, "
+                "or choose another --output. Nothing was overwritten."
+            )
+        return None
+    if not (output / "last.pth").exists():
+        if existing:
+            raise VggnetsError(
+                f"--resume: {output} holds {', '.join(existing)} but no last.pth to resume from; choose another "
+                "--output to start a new run. Nothing was overwritten."
+            )
+        _note(f"--resume: no run in {output} yet; starting a new one")
+        return None
+    return load_checkpoint(output / "last.pth")
+
+
+def _check_resumable(state: dict, output: Path, model: str, classes: list[str]) -> None:
+    from ..errors import ArchitectureMismatchError, DatasetError
+
+    extra = state.get("extra") or {}
+    if extra.get("model", model) != model:
+        raise ArchitectureMismatchError(
+            f"{output / 'last.pth'} is a run of {extra['model']}, not {model}; resume it with --model "
+            f"{extra['model']}, or choose another --output for a new run. Nothing was overwritten."
+        )
+    if extra.get("classes", classes) != classes:
+        raise DatasetError(
+            f"{output / 'last.pth'} was trained on other classes ({_preview(extra['classes'])}) than the folders "
+            f"of this DATA ({_preview(classes)}); resume with the same data. Nothing was overwritten."
+        )
+
+
+def _extra(args: argparse.Namespace, classes: list[str], model) -> dict[str, Any]:
+    return {
+        "model": args.model,
+        "width": model.features[0].out_channels / 64,
+        "num_classes": len(classes),
+        "classes": list(classes),
+        "recipe": args.recipe,
+        "args": {
+            k: v for k, v in vars(args).items() if isinstance(v, str | int | float | bool | list | None)
+        },
+    }
+
+
+def _on_epoch(output: Path, classes: list[str], report):
+    def on_epoch(history: list[dict]) -> None:
+        if len(history) == 1 or not (output / "classes.txt").exists():
+            (output / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
+        if report is not None:
+            report(history)
+
+    return on_epoch
