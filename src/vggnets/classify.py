@@ -91,8 +91,13 @@ def classify_files(
     max_pixels: int | None = None,
     progress: bool = False,
 ) -> Iterator[Prediction]:
-    """Yield one :class:`Prediction` per file, in order. Unreadable files yield a prediction with ``error`` set."""
-    model.eval()
+    """Yield one :class:`Prediction` per file, in order. Unreadable files yield a prediction with ``error`` set.
+
+    ``model`` is a module taking ``transform``'s output, or an engine :class:`~vggnets.engine.Predictor` (then pass
+    ``transform=predictor.preprocess``: uint8 crops, normalised inside the predictor's graph).
+    """
+    if isinstance(model, nn.Module):
+        model.eval()
     k = min(topk, len(labels))
     loader = DataLoader(
         ImageFiles(files, transform, max_pixels),

@@ -396,6 +396,46 @@ class Center(_ModelProtocol):
         return network_gmacs(self.model, self.crop_size, self.crop_size)
 
 
+class EngineCenter(Protocol):
+    """The center protocol run by the fast inference engine (:class:`vggnets.engine.Predictor`): the same resize and
+    crop, done on uint8, normalised inside the predictor's graph, at the predictor's precision."""
+
+    name = "center"
+
+    def __init__(self, predictor: Any, model: VGG) -> None:
+        self.predictor = predictor
+        self.model = model  # for the cost estimate only
+
+    @property
+    def num_classes(self) -> int:
+        return self.predictor.num_classes
+
+    def __call__(self, images: Sequence[Tensor]) -> Tensor:
+        images = _check_images(images)
+        if not images:
+            return torch.empty(0, self.num_classes)
+        crops = torch.stack([self.predictor.preprocess(img) for img in images])
+        return self.predictor(crops).softmax(dim=1)
+
+    def describe(self) -> dict[str, Any]:
+        size = self.predictor.image_size
+        info = self.predictor.info
+        return {
+            **{"protocol": self.name, "scales": [self.predictor.preprocess.resize_size[0]], "flip": False},
+            **{
+                "crops": 1,
+                "passes": 1,
+                "crop_size": size,
+                "precision": info.precision,
+                "compile": info.compile,
+            },
+        }
+
+    def gmacs_per_image(self, height: int, width: int) -> float:
+        size = self.predictor.image_size
+        return network_gmacs(self.model, size, size)
+
+
 class Dense(_ModelProtocol):
     """Dense evaluation at one scale (paper section 3.2): the whole image through the fully-convolutional network.
 

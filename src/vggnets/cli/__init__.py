@@ -11,9 +11,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import VggnetsError
-from . import classify, convert, download, evaluate, export, features, models, train
+from . import benchmark, classify, convert, download, evaluate, export, features, models, train
 
-SUBCOMMANDS = (classify, evaluate, features, models, download, export, convert, train)
+SUBCOMMANDS = (classify, evaluate, features, models, download, export, convert, train, benchmark)
 
 EPILOG = """\
 examples:

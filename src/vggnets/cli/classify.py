@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .common import (
     FORMATS,
+    add_engine_options,
     add_model_options,
     add_quiet_option,
     add_runtime_options,
@@ -17,8 +18,10 @@ from .common import (
     check_runtime_options,
     collect_inputs,
     load_classifier,
+    make_predictor,
     require_at_least,
     show_progress,
+    uses_engine,
 )
 
 HELP = "top-k labels for images (files, directories, globs)"
@@ -36,6 +39,7 @@ examples:
   vggnets classify photos/ --recursive -k 3 --format csv > labels.csv
   vggnets classify 'shots/*.jpg' --model vgg19_bn --format json
   vggnets classify cat.jpg --model vgg11 --weights my_finetuned.pth --device cpu
+  vggnets classify photos/ --precision int8 -b 16   fast CPU engine (first run compiles, later runs reuse it)
 
 Weights are downloaded once into $TORCH_HOME/hub/checkpoints; offline, set VGGNETS_WEIGHTS_MIRROR to a
 directory or URL that holds the files (see `vggnets download --help`), or pass --weights /path/to/file.pth."""
@@ -48,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_options(p)
     p.add_argument("-k", "--topk", type=int, default=5, help="how many classes per image (default: 5)")
     p.add_argument("-r", "--recursive", action="store_true", help="also read images in subdirectories")
-    add_runtime_options(p, batch_size=8, workers=0, batch_help="images per forward pass")
+    add_runtime_options(p, batch_size=8, workers=None, batch_help="images per forward pass")
     p.add_argument(
         "--format", choices=FORMATS, default="table", help="table (default), json or csv on stdout"
     )
@@ -58,6 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="refuse images with more pixels than this (decompression-bomb guard; default: Pillow's 89,478,485)",
     )
+    add_engine_options(p)
     add_quiet_option(p)
     p.set_defaults(run=run)
 
@@ -80,16 +85,22 @@ def run(args: argparse.Namespace) -> int:
     if files:
         loaded = load_classifier(args.model, args.weights, device, progress=show_progress(args))
         weights = loaded.weights
+        model, transform, workers = loaded.model, loaded.transform, args.workers
+        if uses_engine(args):
+            model = make_predictor(loaded.model, loaded.transform, args, device)
+            transform = model.preprocess
+            if workers is None:  # decode in a worker process, overlapped with the engine
+                workers = 1 if len(files) > args.batch_size else 0
         predicted = list(  # to the end, so that the progress bar and the loader are closed
             classify_files(
-                loaded.model,
+                model,
                 files,
-                transform=loaded.transform,
+                transform=transform,
                 labels=class_names(loaded.categories, loaded.model.num_classes),
                 topk=args.topk,
                 batch_size=args.batch_size,
                 device=device,
-                workers=args.workers,
+                workers=workers or 0,
                 max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels,
                 progress=show_progress(args),
             )

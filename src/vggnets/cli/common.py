@@ -49,7 +49,7 @@ def add_subcommand(
 
 
 def add_runtime_options(
-    parser: argparse.ArgumentParser, *, batch_size: int, workers: int, batch_help: str
+    parser: argparse.ArgumentParser, *, batch_size: int, workers: int | None, batch_help: str
 ) -> None:
     """--batch-size, --workers and --device for subcommands that run a model over images."""
     parser.add_argument(
@@ -59,7 +59,10 @@ def add_runtime_options(
         "--workers",
         type=int,
         default=workers,
-        help=f"decoding worker processes (default: {workers}; 0 = in-process)",
+        help=f"decoding worker processes (default: {workers}; 0 = in-process)"
+        if workers is not None
+        else "decoding worker processes (default: 0 = in-process; 1 with the fast engine and more than one batch, "
+        "so decoding overlaps the model)",
     )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
 
@@ -167,3 +170,67 @@ def collect_inputs(paths: list[str], *, recursive: bool) -> list[Path | tuple[st
                 seen.add(key)
                 entries.append(f)
     return entries
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """--precision, --compile and --calibration: run the model through the fast inference engine (vggnets.engine)."""
+    group = parser.add_argument_group(
+        "fast inference engine",
+        "With --precision or --compile the model runs through vggnets.engine: batch norm folded, uint8 input "
+        "normalised inside the graph, channels-last, compiled and cached (the first run compiles, later runs load "
+        "the cached engine). Without them the plain eager model runs with the weights' exact float preprocessing.",
+    )
+    group.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "int8"),
+        default=None,
+        help="fp32, bf16 (needs AVX-512 BF16/AMX or a GPU, else fp32 with a warning) or int8 (CPU, torchao)",
+    )
+    group.add_argument(
+        "--compile",
+        choices=("auto", "aot", "jit", "none"),
+        default=None,
+        help="auto (default with --precision: cached AOTInductor package on CPU, torch.compile on GPU), aot, jit "
+        "(torch.compile with freezing) or none (eager)",
+    )
+    group.add_argument(
+        "--calibration",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="images to calibrate int8 on (default: the photos bundled with vggnets)",
+    )
+
+
+def uses_engine(args: argparse.Namespace) -> bool:
+    """True when --precision or --compile asked for the fast inference engine."""
+    return args.precision is not None or args.compile is not None
+
+
+def make_predictor(
+    model: torch.nn.Module, transform: torch.nn.Module, args: argparse.Namespace, device: torch.device
+):
+    """The engine Predictor for a loaded model, with the preprocessing of its weights; warnings go to stderr once."""
+    import warnings
+
+    from ..engine import EngineWarning, optimize
+
+    compile_mode = {None: True, "auto": True, "none": False}.get(args.compile, args.compile)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EngineWarning)
+        predictor = optimize(
+            model,
+            args.precision or "fp32",
+            device=device,
+            compile=compile_mode,
+            batch_size=args.batch_size,
+            image_size=transform.crop_size[0],
+            resize_size=transform.resize_size[0],
+            mean=transform.mean,
+            std=transform.std,
+            calibration=args.calibration,
+        )
+    for w in caught:
+        if issubclass(w.category, EngineWarning):
+            print(f"vggnets {args.command}: warning: {w.message}", file=sys.stderr)
+    return predictor

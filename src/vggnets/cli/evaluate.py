@@ -9,14 +9,17 @@ from functools import partial
 from pathlib import Path
 
 from .common import (
+    add_engine_options,
     add_model_options,
     add_quiet_option,
     add_runtime_options,
     add_subcommand,
     check_runtime_options,
     load_classifier,
+    make_predictor,
     require_at_least,
     show_progress,
+    uses_engine,
 )
 
 HELP = "top-1/top-5 error with the paper's protocols (center, dense, multi-scale, multi-crop, ensembles)"
@@ -80,6 +83,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images (sorted order)")
     add_runtime_options(p, batch_size=16, workers=1, batch_help="images per protocol call")
     p.add_argument("--output", default=None, help="also write the results as JSON to this file")
+    add_engine_options(p)
     add_quiet_option(p)
     p.set_defaults(run=run)
 
@@ -133,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import VggnetsError
     from ..evaluate import ProtocolRun, evaluate, markdown_table
     from ..metrics import ClassificationMetrics
-    from ..protocols import Average, make_protocol
+    from ..protocols import Average, EngineCenter, make_protocol
 
     names = parse_protocols(args.protocol)
     scales = parse_scales(args.scales)
@@ -144,6 +148,12 @@ def run(args: argparse.Namespace) -> int:
         if name not in MODELS:
             raise VggnetsError(f"unknown model {name!r} in --ensemble; choose from {', '.join(MODELS)}.")
 
+    if uses_engine(args) and any(n != "center" for n in names):
+        print(
+            "vggnets evaluate: note: --precision/--compile apply to the center protocol; the dense, multi-scale "
+            "and multi-crop protocols run the eager fp32 model (their input sizes vary per image).",
+            file=sys.stderr,
+        )
     loaded = [load_classifier(n, w, device, progress=show_progress(args)) for n, w in members]
     num_classes = {c.model.num_classes for c in loaded}
     if len(num_classes) > 1:
@@ -176,6 +186,10 @@ def run(args: argparse.Namespace) -> int:
         common = {"mean": clf.transform.mean, "std": clf.transform.std, "batch_size": args.batch_size}
 
         def single(kind: str, clf=clf, common=common, name=name) -> ProtocolRun:
+            if kind == "center" and uses_engine(args):
+                return new_run(
+                    name, EngineCenter(make_predictor(clf.model, clf.transform, args, device), clf.model)
+                )
             chosen = (dense_scale,) if kind == "dense" else scales
             return new_run(name, make_protocol(kind, clf.model, scales=chosen, flip=args.flip, **common))
 
