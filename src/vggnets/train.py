@@ -5,12 +5,18 @@ The pieces, each usable on its own:
 - :class:`Recipe` and :data:`RECIPES` (``"paper"``, ``"torchvision"``): hyper-parameters and augmentation as data;
 - :func:`make_optimizer`, :func:`make_scheduler` (:class:`PlateauDecay` for the paper, ``StepLR`` for torchvision);
 - :func:`train_transforms`, :func:`eval_transforms` (``torchvision.transforms.v2``), :class:`PCALighting`;
-- :func:`make_loaders` (an ImageFolder tree with ``train/`` and ``val/``, or a seeded ``val_split``);
-- :func:`train_one_epoch`, :func:`evaluate_epoch`;
+- :func:`make_loaders` (an ImageFolder tree with ``train/`` and ``val/``, or a seeded ``val_split``; unreadable images
+  skipped with a warning by :class:`SkipUnreadable`; the global batch split over ``world_size`` processes);
+- :func:`train_one_epoch` (optional tqdm bar), :func:`evaluate_epoch`;
+- :func:`init_distributed` (``torchrun``'s environment: nccl on CUDA, gloo on CPU), :func:`unwrap` (the plain model
+  inside DistributedDataParallel / ``torch.compile``);
 - :func:`save_checkpoint` (atomic), :func:`load_checkpoint`, :func:`rng_state`, :func:`set_rng_state`;
 - :func:`init_from_a` (the paper's initialisation of deeper nets from a trained net A), :func:`freeze`;
 - :func:`fit`: the loop, writing ``last.pth`` (everything needed to resume), ``best.pth`` (model state_dict only,
-  loadable with ``vggnets.vgg11(weights=path)``) and ``metrics.csv``.
+  loadable with ``vggnets.vgg11(weights=path)``) and ``metrics.csv``; in a process group only rank 0 writes.
+
+The ``vggnets train`` command (:mod:`vggnets.cli.train`) puts these together; :mod:`vggnets.curves` draws the
+learning curves.
 
 Documented choices:
 
@@ -25,6 +31,11 @@ Documented choices:
   recipe, or ``dataclasses.replace(recipe, std=IMAGENET_STD)``.
 - Gradient accumulation divides each micro-batch loss by ``accumulate``; a last, incomplete group at the end of an epoch
   is still stepped (with a proportionally smaller gradient).
+- Unreadable images (corrupt, truncated, not images) are skipped, each named once on stderr, rather than stopping a
+  long run; a batch whose images are all unreadable is skipped. Missing folders and empty class folders are errors.
+- Distributed: the training order is a ``DistributedSampler``'s even with one process, so K processes with batch B/K
+  take the same global batches as one process with batch B; validation counts are summed over processes, so every
+  process sees the same accuracy and the plateau schedule drops the rate on all of them at once.
 """
 
 from __future__ import annotations
@@ -501,13 +512,19 @@ def train_one_epoch(
 
     Returns ``loss`` (mean per image), ``acc`` (top-1 on the augmented batches), ``images``, ``steps``, ``seconds``.
     ``progress`` shows a tqdm bar (loss, accuracy, images/s, ETA); batches that are None (every image unreadable) are
-    skipped. A DistributedDataParallel model all-reduces gradients only on the last batch of each group.
+    skipped. BatchNorm layers whose parameters are all frozen (:func:`freeze`) run in eval mode: their running
+    statistics stay those of the pretrained model. A DistributedDataParallel model all-reduces gradients only on the last batch of each group.
     """
     if accumulate < 1:
         raise ValueError(f"accumulate must be >= 1, got {accumulate}")
     loss_fn = loss_fn or nn.functional.cross_entropy
     device = _device_of(model)
     model.train()
+    for m in model.modules():  # frozen BatchNorm normalises with its running statistics and keeps them
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(
+            p.requires_grad for p in m.parameters()
+        ):
+            m.eval()
     optimizer.zero_grad(set_to_none=True)
     bar = _progress_bar(loader, desc) if progress else None
     start = time.perf_counter()
