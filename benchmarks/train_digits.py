@@ -3,7 +3,7 @@
 Runs the command line itself (``python -m vggnets train``, one fresh process per run, wall time includes start-up) and
 prints a Markdown table. Three runs:
 
-1. ``digits``: a width-1/8 ``vgg11_bn`` (channels / 8) trained from scratch on all ten digits (1,437 train / 360 val,
+1. ``digits``: a width-1/8 ``vgg11_bn`` (channels / 8) trained from scratch on all ten digits (1,438 train / 359 val,
    ``scripts/make_digits.py``'s fixed split) with the paper's recipe, adapted to small greyscale images: 32x32 crops of
    the image rescaled to S in [32, 36] (scale jitter), no flip (digits are not mirror-symmetric), [-1, 1] inputs, batch
    32, lr 1e-2, 15 epochs. Its ``best.pth`` is written to ``runs/digits-vgg11_bn-w0.125/best.pth`` (a plain state_dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib.util
 import os
 import shutil
@@ -139,7 +140,12 @@ def test_refuses_to_overwrite_a_run(run_dir: Path, digits: Path, tmp_path: Path,
         + wider
     )
     err = capsys.readouterr().err
-    assert code == 2 and "another architecture" in err and "Traceback" not in err
+    assert (
+        code == 2
+        and "another architecture" in err
+        and "features.0.weight (4, 3, 3, 3) in the checkpoint, (8, 3, 3, 3) here" in err
+    )
+    assert len(err.strip().splitlines()) == 1
     assert _snapshot(out) == before  # nothing written, nothing lost
 
 
@@ -459,3 +465,17 @@ def test_fine_tune_frozen_features_beats_chance(tmp_path: Path) -> None:
     print(f"fine-tuned head: {tuned:.4f}; on frozen random features: {random_features:.4f}")
     assert tuned > 0.5  # chance is 0.1
     assert tuned > random_features
+
+
+def test_published_weights_bring_their_preprocessing() -> None:
+    from vggnets.cli.train import _weights_preprocessing
+
+    paper = T.RECIPES["paper"]
+    assert paper.std == T.PAPER_STD
+    given = dataclasses.replace(paper, crop=200)  # what --set crop=200 made of the recipe
+    recipe = _weights_preprocessing(given, vggnets.VGG16_Weights.DEFAULT, ["crop=200"])
+    assert recipe.mean == T.IMAGENET_MEAN and recipe.std == T.IMAGENET_STD
+    assert recipe.resize == 256 and recipe.crop == 200  # --set wins over the weights
+    assert (
+        recipe.weight_decay == paper.weight_decay and recipe.pca_std == paper.pca_std
+    )  # the rest is the recipe's

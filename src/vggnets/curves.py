@@ -29,6 +29,7 @@ SCALARS = {
 def plot_curves(history: Sequence[Row], path: str | Path, title: str | None = None) -> Path:
     """Write loss (train, val) and accuracy (train top-1, val top-1, val top-5) per epoch as a PNG, atomically."""
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+    from matplotlib.ticker import MaxNLocator
 
     path = Path(path)
     epochs = [row["epoch"] for row in history]
@@ -43,6 +44,7 @@ def plot_curves(history: Sequence[Row], path: str | Path, title: str | None = No
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
         ax.legend()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")

@@ -882,12 +882,13 @@ def fit(
     last = output_dir / "last.pth"
     if resume and last.is_file():
         state = load_checkpoint(last, map_location=device)
-        try:
-            plain.load_state_dict(state["model"])
-        except RuntimeError as exc:
+        mismatch = _mismatch(plain.state_dict(), state["model"])
+        if mismatch:
             raise ArchitectureMismatchError(
-                f"{last} holds a model of another architecture than the one being trained: {exc}"
-            ) from exc
+                f"{last} holds a model of another architecture than the one being trained ({mismatch}); resume "
+                "with the run's own model options, or choose another output folder. Nothing was overwritten."
+            )
+        plain.load_state_dict(state["model"])
         try:
             optimizer.load_state_dict(state["optimizer"])
         except ValueError as exc:
@@ -986,6 +987,19 @@ def fit(
         if on_epoch is not None:
             on_epoch(history)
     return history
+
+
+def _mismatch(own: Mapping[str, torch.Tensor], other: Mapping[str, torch.Tensor]) -> str:
+    """A one-line description of how two state_dicts differ in keys and shapes ("" when they fit)."""
+    problems = [f"missing {k}" for k in own if k not in other]
+    problems += [f"unexpected {k}" for k in other if k not in own]
+    problems += [
+        f"{k} {tuple(other[k].shape)} in the checkpoint, {tuple(v.shape)} here"
+        for k, v in own.items()
+        if k in other and other[k].shape != v.shape
+    ]
+    more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+    return "; ".join(problems[:3]) + more
 
 
 def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
