@@ -313,3 +313,21 @@ def test_missing_checkpoint_and_unknown_recipe(tmp_path: Path) -> None:
         T.load_checkpoint(tmp_path / "nope.pth")
     with pytest.raises(ValueError, match="recipe"):
         T.get_recipe("alexnet")
+
+
+def test_unwrap_compiled_model_gives_plain_keys() -> None:
+    model = _tiny(0, "vgg11")
+    compiled = torch.compile(model)  # nothing is compiled before the first call
+    assert all(k.startswith("_orig_mod.") for k in compiled.state_dict())
+    assert T.unwrap(compiled) is model and T.unwrap(model) is model
+
+
+def test_frozen_batchnorm_keeps_running_statistics() -> None:
+    model = _tiny(0, "vgg11_bn")
+    T.freeze(model, "features")
+    before = {k: v.clone() for k, v in model.features.state_dict().items()}
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    T.train_one_epoch(model, [(x, y), None], T.make_optimizer(model, "paper"))  # None: an unreadable batch
+    for k, v in model.features.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert model.classifier.training and not model.features[1].training
