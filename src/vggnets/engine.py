@@ -552,6 +552,17 @@ def _aot_runner(
     module = wrapped
     if info.precision == "int8":
         module = quantize_int8(wrapped, _calibration_batches(calib, info.buckets))
+    build_package(module, example, path)
+    return torch._inductor.aoti_load_package(str(path))
+
+
+def build_package(module: nn.Module, example: torch.Tensor, path: Path) -> Path:
+    """Export ``module`` (dynamic batch) and compile it with AOTInductor, weights frozen, into the package ``path``.
+
+    Written to a temporary name and renamed, so that a killed build never leaves a half-written package behind.
+    """
+    import torch._inductor
+
     with torch.no_grad():
         program = _export(module, example)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -560,12 +571,10 @@ def _aot_runner(
         torch._inductor.aoti_compile_and_package(
             program, package_path=str(tmp), inductor_configs={"freezing": True}
         )
-        os.replace(
-            tmp, path
-        )  # atomic: a killed build never leaves a half-written artefact under the real name
+        os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return torch._inductor.aoti_load_package(str(path))
+    return path
 
 
 def _jit_runner(wrapped: nn.Module, device: torch.device, sizes: Sequence[int]) -> Any:

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .common import add_quiet_option, add_subcommand, require_at_least, show_progress
+from .common import add_quiet_option, add_subcommand, require_at_least
 
 HELP = "measure the fast inference engine against torchvision fp32 eager (images/s, latency, agreement)"
 DESCRIPTION = """\
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
 
     log = (
         (lambda msg: print(f"vggnets benchmark: {msg}", file=sys.stderr, flush=True))
-        if show_progress(args)
+        if not args.quiet
         else None
     )
     report = run_benchmark(
