@@ -209,3 +209,13 @@ def test_bad_data_exit_2(tmp_path, tiny_vgg11, capsys):
     assert main(["evaluate", str(odd), "--model", "vgg11", "--weights", str(tiny_vgg11)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "n99999999" in err
+
+
+def test_center_protocol_through_the_engine_gives_the_same_accuracy(tree, tiny_vgg11, tmp_path, capsys):
+    args = (tree, "--model", "vgg11", "--weights", tiny_vgg11, "--protocol", "center,dense")
+    code, doc, _, err = run_json(capsys, tmp_path, *args, "--precision", "fp32", "--compile", "none")
+    assert code == 0 and "Traceback" not in err
+    assert "apply to the center protocol" in err  # dense runs eagerly, and the user is told
+    center, dense = doc["rows"]
+    assert center["protocol"] == "center" and center["top1_acc"] == 50.0
+    assert dense["protocol"] == "dense"
