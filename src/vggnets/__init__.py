@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from . import features, losses  # named layers, extractor, perceptual loss (no torchvision import)
 from .configs import MODELS, TABLE_1
+from .engine import (  # the fast inference engine (torchao and inductor load only when used)
+    Predictor,
+    optimize,
+)
 from .errors import (
     ArchitectureMismatchError,
     CheckpointError,
@@ -72,6 +76,7 @@ __all__ = [
     "IMAGENET_WNIDS",
     "ImageError",
     "MissingDependencyError",
+    "Predictor",
     "VGG11_BN_Weights",
     "VGG11_Weights",
     "VGG13_BN_Weights",
@@ -92,6 +97,7 @@ __all__ = [
     "list_models",
     "losses",
     "make_features",
+    "optimize",
     "vgg11",
     "vgg11_bn",
     "vgg11_lrn",
