@@ -563,14 +563,14 @@ def build_package(module: nn.Module, example: torch.Tensor, path: Path) -> Path:
     """
     import torch._inductor
 
-    with torch.no_grad():
-        program = _export(module, example)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")  # AOTInductor wants the .pt2 suffix
     try:
-        torch._inductor.aoti_compile_and_package(
-            program, package_path=str(tmp), inductor_configs={"freezing": True}
-        )
+        with torch.no_grad():  # with grad enabled the kernels are ~2.5x slower (no inference-only fusions)
+            program = _export(module, example)
+            torch._inductor.aoti_compile_and_package(
+                program, package_path=str(tmp), inductor_configs={"freezing": True}
+            )
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
