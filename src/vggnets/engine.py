@@ -36,6 +36,9 @@ Precision = Literal["fp32", "bf16", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
 COMPILE_MODES: tuple[str, ...] = ("aot", "jit", "none")
 
+#: Part of every cached artefact's key: bump it when the way packages are built changes, so stale ones are not reused.
+ENGINE_FORMAT = 2
+
 #: The largest batch an exported graph accepts (a dynamic dimension needs an upper bound).
 MAX_BATCH = 1024
 
@@ -391,6 +394,15 @@ def _resolve_compile(compile: bool | str, device: torch.device) -> str:
     return compile
 
 
+def plan(
+    precision: str, device: str | torch.device | None = None, compile: bool | str = True
+) -> tuple[str, str, torch.device, list[str]]:
+    """What :func:`optimize` will run here, before building anything: (precision, compile mode, device, warnings)."""
+    notes: list[str] = []
+    dev = _resolve_device(device, notes)
+    return _resolve_precision(precision, dev, notes), _resolve_compile(compile, dev), dev, notes
+
+
 def _default_buckets(batch_size: int, compile_mode: str) -> tuple[int, ...]:
     """Batch 1 for latency and ``batch_size`` for throughput; AOT graphs are shape-generic, so they get every power of
     two in between at no compile cost (less padding)."""
@@ -441,10 +453,7 @@ def optimize(
     std = (0.229, 0.224, 0.225) if std is None else tuple(std)
     resize_size = round(image_size * 256 / 224) if resize_size is None else resize_size
 
-    pending: list[str] = []
-    dev = _resolve_device(device, pending)
-    used_precision = _resolve_precision(precision, dev, pending)
-    mode = _resolve_compile(compile, dev)
+    used_precision, mode, dev, pending = plan(precision, device, compile)
     sizes = tuple(sorted(set(buckets))) if buckets else _default_buckets(batch_size, mode)
     if sizes[-1] != batch_size or sizes[0] < 1:
         sizes = tuple(sorted({s for s in sizes if 1 <= s <= batch_size} | {batch_size}))
@@ -536,6 +545,7 @@ def _aot_runner(
         info.precision,
         tuple(example.shape[1:]),
         torch.__version__,
+        ENGINE_FORMAT,
         sorted(k for k, v in cpu_precision_support().items() if v),
         *(calib,) if calib is not None else (),
     )
