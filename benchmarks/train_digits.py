@@ -38,18 +38,9 @@ try:
     from vggnets.machine import describe_cpu, format_cpu
 except ImportError:  # older checkouts: the helper next to the benchmarks
     from _machine import describe_cpu, format_cpu  # noqa: E402
+from make_digits import TRAIN_SET as DIGITS_SET  # noqa: E402
 from make_digits import write_digits  # noqa: E402
 
-#: The paper's recipe for 32x32 greyscale digits (see the module docstring).
-DIGITS_SET = [
-    "--set",
-    "crop=32",
-    "resize=32",
-    "scale=32,36",
-    "hflip=false",
-    "mean=0.5,0.5,0.5",
-    "std=0.5,0.5,0.5",
-]
 COMMON = [
     "--model",
     "vgg11_bn",

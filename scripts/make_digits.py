@@ -15,6 +15,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+#: `vggnets train --set` overrides of the paper's recipe for these 32x32 greyscale digits: 32x32 crops of the image
+#: rescaled to S in [32, 36] (scale jitter), no flip (digits are not mirror-symmetric), inputs scaled to [-1, 1].
+TRAIN_SET = [
+    "--set",
+    "crop=32",
+    "resize=32",
+    "scale=32,36",
+    "hflip=false",
+    "mean=0.5,0.5,0.5",
+    "std=0.5,0.5,0.5",
+]
+
 
 def write_digits(
     output: str | Path,

@@ -418,15 +418,7 @@ def _train_subprocess(data: Path, out: Path, *extra: str) -> tuple[float, float]
         "0.125",
     ]
     args += ["--batch-size", "32", "--lr", "0.01", "--init", "torchvision", "--workers", "0", "--quiet"]
-    args += [
-        "--set",
-        "crop=32",
-        "resize=32",
-        "scale=32,36",
-        "hflip=false",
-        "mean=0.5,0.5,0.5",
-        "std=0.5,0.5,0.5",
-    ]
+    args += _make_digits().TRAIN_SET
     start = time.perf_counter()
     proc = _cli(*args, *extra)
     _, stderr = proc.communicate(timeout=900)
