@@ -20,8 +20,8 @@ machine's measured matmul peak for the path's dtype, and agreement with the fp32
 max abs logit difference, cosine). The CPU model, its kind and whether it has AMX are printed with the figures:
 speed-ups differ a lot between CPUs.
 
-Weights are random (seeded, the same for every path) unless --weights is given; agreement is then best read as
-the cosine of the logits. With --images DIR it also runs end to end (files on disk -> top-5 labels) for the Hub
+Weights are random (seeded, the same for every path) unless --weights is given; with random weights the logits
+have small margins, so agreement is best read as their cosine. With --images DIR it also runs end to end (files on disk -> top-5 labels) for the Hub
 page's script (PIL + torchvision transforms + fp32 eager) and for `vggnets classify` with the engine."""
 EPILOG = """\
 examples:
