@@ -638,3 +638,17 @@ def test_collected_examples_decode():
     assert problems == [] and len(files) == len(EXPECTED_EXAMPLES)
     for f in files:
         assert read_image(f).shape[0] == 3
+
+
+def test_symlinked_subdirectories_are_followed(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    Image.new("RGB", (8, 8)).save(store / "x.png")
+    root = tmp_path / "root"
+    root.mkdir()
+    try:
+        (root / "linked").symlink_to(store, target_is_directory=True)
+    except OSError:
+        pytest.skip("symlinks not supported")
+    files, problems = collect_images([root], recursive=True)
+    assert [f.name for f in files] == ["x.png"] and problems == []

@@ -335,8 +335,13 @@ def _sorted(paths: Iterator[Path] | list[Path]) -> list[Path]:
     return sorted(paths, key=lambda p: p.parts)
 
 
-def _images_in(directory: Path, recursive: bool) -> Iterator[Path]:
-    """Image files in a directory (and, if recursive, its subdirectories), skipping hidden entries."""
+def _images_in(directory: Path, recursive: bool, _ancestors: frozenset[str] = frozenset()) -> Iterator[Path]:
+    """Image files in a directory (and, if recursive, its subdirectories), skipping hidden entries.
+
+    Symlinked subdirectories are followed (datasets are often assembled from links), except one that leads back to a
+    directory already being walked, so a symlink loop cannot recurse forever.
+    """
+    ancestors = _ancestors | {os.path.realpath(directory)}
     try:
         entries = list(os.scandir(directory))
     except OSError:
@@ -349,8 +354,8 @@ def _images_in(directory: Path, recursive: bool) -> Iterator[Path]:
             if entry.is_file():
                 if _is_image(p):
                     yield p
-            elif recursive and entry.is_dir(follow_symlinks=False):  # like os.walk: no symlink loops
-                yield from _images_in(p, True)
+            elif recursive and entry.is_dir() and os.path.realpath(p) not in ancestors:
+                yield from _images_in(p, True, ancestors)
         except OSError:
             continue
 
