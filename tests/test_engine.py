@@ -260,6 +260,27 @@ def test_aot_int8_matches_eager_int8(tiny_bn, photos, tmp_path, monkeypatch):
     assert cosine(logits, eager(photos)) > 0.995
     assert cosine(logits, reference(tiny_bn, photos)) > 0.99
 
+    def no_quantization(*args, **kwargs):
+        raise AssertionError(
+            "a cached int8 engine must load without quantising (and importing torchao) again"
+        )
+
+    monkeypatch.setattr(engine, "quantize_int8", no_quantization)
+    again = build(tiny_bn, "int8", compile="aot", calibration=photos)  # the next command: a cache hit
+    assert (again.info.precision, again.info.cache) == ("int8", "hit") and not again.info.warnings
+    torch.testing.assert_close(again(photos), logits)
+
+
+@pytest.mark.skipif(not HAS_TORCHAO, reason="torchao is not installed")
+def test_torchao_presence_is_checked_without_importing_it():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, vggnets.engine as e; assert e.torchao_available(); assert 'torchao' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
 
 # ------------------------------------------------------------------------------------------------- fallbacks
 

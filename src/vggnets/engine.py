@@ -10,7 +10,7 @@
   process pays for it (``compile="aot"``); or ``torch.compile`` with inductor freezing (``compile="jit"``; CUDA graphs
   on GPU for small batches);
 - fixed batch buckets for compiled graphs: a partial batch is padded to the next bucket, so nothing recompiles in
-  steady state; a warm-up runs every bucket once.
+  steady state; a warm-up runs every JIT bucket once (an AOT package is shape-generic: one batch-1 run checks it).
 
 Everything degrades instead of failing: bf16 without hardware support, int8 without torchao or on a GPU, a compile
 error, or a missing CUDA device each give one warning and a slower path that works. :attr:`Predictor.info` says what
@@ -19,12 +19,15 @@ was actually used.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
+import importlib.util
+import logging
 import os
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -107,13 +110,28 @@ def cpu_precision_support() -> dict[str, bool]:
 
 
 def torchao_available() -> bool:
-    """True when torchao's PT2E quantisation flow can be imported."""
+    """True when torchao is installed. Checked without importing it (the import takes seconds): a cached int8 engine
+    loads without torchao; only building one imports it, and a torchao that then fails to import is reported there."""
+    return importlib.util.find_spec("torchao") is not None
+
+
+@contextlib.contextmanager
+def quiet_compile_logs() -> Iterator[None]:
+    """Silence the compile stack's chatter that says nothing to a user (deprecation notes from torchao's import, the
+    CUDA-runtime probe of a CUDA build of torch on a CPU machine, inductor's internal UserWarnings)."""
+    names = ("torch.utils._pytree", "torch.utils.cpp_extension")
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
     try:
-        import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401
-        import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer  # noqa: F401
-    except Exception:  # ImportError, or a torchao built for another torch
-        return False
-    return True
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\._inductor")
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"torchao")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _export(module: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
@@ -129,18 +147,19 @@ def quantize_int8(module: nn.Module, calibration: Iterable[torch.Tensor]) -> tor
     symmetric weights, per-tensor activations), runs the ``calibration`` batches through it and converts. The result
     runs anywhere in eager mode (slowly, simulated) and becomes real int8 oneDNN kernels under inductor.
     """
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
-        X86InductorQuantizer,
-        get_default_x86_inductor_quantization_config,
-    )
+    with quiet_compile_logs():
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+        from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+            X86InductorQuantizer,
+            get_default_x86_inductor_quantization_config,
+        )
 
     batches = list(calibration)
     if not batches:
         raise ValueError("int8 calibration needs at least one batch of images")
     quantizer = X86InductorQuantizer()
     quantizer.set_global(get_default_x86_inductor_quantization_config())
-    with torch.no_grad():
+    with torch.no_grad(), quiet_compile_logs():
         captured = _export(module, batches[0]).module()
         prepared = prepare_pt2e(captured, quantizer)
         for batch in batches:
@@ -553,7 +572,8 @@ def _aot_runner(
     info.artifact = str(path)
     if cache and path.is_file():
         try:
-            runner = torch._inductor.aoti_load_package(str(path))
+            with quiet_compile_logs():
+                runner = torch._inductor.aoti_load_package(str(path))
             info.cache = "hit"
             return runner
         except Exception as exc:  # a stale or truncated artefact: rebuild it
@@ -563,7 +583,8 @@ def _aot_runner(
     if info.precision == "int8":
         module = quantize_int8(wrapped, _calibration_batches(calib, info.buckets))
     build_package(module, example, path)
-    return torch._inductor.aoti_load_package(str(path))
+    with quiet_compile_logs():
+        return torch._inductor.aoti_load_package(str(path))
 
 
 def build_package(module: nn.Module, example: torch.Tensor, path: Path) -> Path:
@@ -576,7 +597,8 @@ def build_package(module: nn.Module, example: torch.Tensor, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")  # AOTInductor wants the .pt2 suffix
     try:
-        with torch.no_grad():  # with grad enabled the kernels are ~2.5x slower (no inference-only fusions)
+        # with grad enabled the kernels are ~2.5x slower (no inference-only fusions)
+        with torch.no_grad(), quiet_compile_logs():
             program = _export(module, example)
             torch._inductor.aoti_compile_and_package(
                 program, package_path=str(tmp), inductor_configs={"freezing": True}
@@ -599,12 +621,15 @@ def _jit_runner(wrapped: nn.Module, device: torch.device, sizes: Sequence[int]) 
 
 
 def _warm_up(predictor: Predictor, eager: nn.Module, eager_precision: str) -> None:
-    """Run every bucket once (compiles JIT graphs now, not on the first real batch); a failure falls back to eager."""
+    """Run every bucket of a JIT graph once (compiling it now, not on the first real batch), or batch 1 of a
+    shape-generic AOT package or eager model (a check that it runs); a failure falls back to eager."""
     start = time.perf_counter()
     size = predictor.image_size
+    sizes = predictor.buckets if predictor.info.compile == "jit" else predictor.buckets[:1]
     try:
-        for n in predictor.buckets:
-            predictor(torch.zeros(n, 3, size, size, dtype=torch.uint8))
+        with quiet_compile_logs():  # a JIT graph compiles here
+            for n in sizes:
+                predictor(torch.zeros(n, 3, size, size, dtype=torch.uint8))
         if predictor.device.type == "cuda":
             torch.cuda.synchronize(predictor.device)
     except Exception as exc:
