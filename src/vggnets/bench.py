@@ -309,14 +309,9 @@ def run_benchmark(
             state,
             model,
             width,
-            batch_size,
-            dev,
             precisions[-1],
             compile,
-            mean,
-            std,
-            resize_size,
-            image_size,
+            setup,
             model_only={r["path"]: r["images_per_s"] for r in report["rows"]},
         )
     return report
@@ -336,6 +331,23 @@ class Setup:
     iterations: int
     latency_iterations: int
     device: torch.device
+
+    def engine(self, model: nn.Module, precision: str, compile: bool | str, *, warmup: bool = True) -> Any:
+        """``vggnets.optimize`` for this benchmark's batch size, input size and normalisation."""
+        from .engine import optimize
+
+        return optimize(
+            model,
+            precision,
+            device=self.device,
+            compile=compile,
+            batch_size=self.batch_size,
+            image_size=self.image_size,
+            mean=self.mean,
+            std=self.std,
+            resize_size=self.resize_size,
+            warmup=warmup,
+        )
 
 
 def measure_baseline(
@@ -384,21 +396,9 @@ def measure_engine(
 ) -> dict[str, Any]:
     """Build the engine for ``precision`` from empty caches (cold), time it, rebuild it from the warm caches."""
     from . import engine
-    from .engine import optimize
 
     def build(warmup: bool = True):
-        return optimize(
-            model,
-            precision,
-            device=s.device,
-            compile=compile,
-            batch_size=s.batch_size,
-            image_size=s.image_size,
-            mean=s.mean,
-            std=s.std,
-            resize_size=s.resize_size,
-            warmup=warmup,
-        )
+        return s.engine(model, precision, compile, warmup=warmup)
 
     planned = engine.plan(precision, s.device, compile)
     if planned[:2] in done:  # a fallback lands on a path already measured: report it, don't build it again
@@ -478,14 +478,9 @@ def run_end_to_end(
     state: dict[str, torch.Tensor],
     model: str,
     width: float,
-    batch_size: int,
-    device: torch.device,
     precision: str,
     compile: bool | str,
-    mean: Sequence[float],
-    std: Sequence[float],
-    resize_size: int,
-    image_size: int,
+    s: Setup,
     model_only: dict[str, float],
 ) -> dict[str, Any]:
     """Files on disk -> top-5 labels: the Hub page's script (PIL + torchvision transforms + fp32 eager) against
@@ -495,26 +490,15 @@ def run_end_to_end(
 
     from .classify import classify_files
     from .data import collect_images
-    from .engine import optimize
 
     files, _ = collect_images([str(folder)], recursive=True)
     preprocess = T.Compose(
-        [T.Resize(resize_size), T.CenterCrop(image_size), T.ToTensor(), T.Normalize(mean, std)]
+        [T.Resize(s.resize_size), T.CenterCrop(s.image_size), T.ToTensor(), T.Normalize(s.mean, s.std)]
     )
     base_seconds = hub_page_script(
-        files, baseline_model(model, state, width)[0], preprocess, batch_size, device
+        files, baseline_model(model, state, width)[0], preprocess, s.batch_size, s.device
     )
-    predictor = optimize(
-        ours,
-        precision,
-        device=device,
-        compile=compile,
-        batch_size=batch_size,
-        image_size=image_size,
-        mean=mean,
-        std=std,
-        resize_size=resize_size,
-    )
+    predictor = s.engine(ours, precision, compile)
     labels = [str(i) for i in range(predictor.num_classes)]
     start = time.perf_counter()
     results = list(
@@ -523,8 +507,8 @@ def run_end_to_end(
             files,
             transform=predictor.preprocess,
             labels=labels,
-            batch_size=batch_size,
-            device=device,
+            batch_size=s.batch_size,
+            device=s.device,
             workers=1,
         )
     )
