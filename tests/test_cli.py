@@ -492,6 +492,12 @@ def test_weights_of_another_model(capsys):
     assert "weights for vgg19, not vgg16" in err
 
 
+def test_gpu_decoding_without_a_gpu(capsys):
+    code, out, err = cli(capsys, "classify", EXAMPLES / "coffee_cup.jpg", "--device", "cpu", "--decode", "gpu")
+    assert code == 2 and out == ""
+    assert "--decode gpu decodes JPEGs with nvJPEG on a CUDA device" in err and "--decode cpu" in err
+
+
 def test_model_without_published_weights(capsys):
     code, out, err = cli(capsys, "classify", EXAMPLES / "coffee_cup.jpg", "--model", "vgg16_1x1")
     assert code == 2 and out == ""

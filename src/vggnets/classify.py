@@ -32,28 +32,60 @@ class Prediction:
         return {"file": self.file, "predictions": ranked, "error": self.error}
 
 
+@dataclass
+class EncodedJpeg:
+    """A JPEG's bytes, passed undecoded from the loader to a batched decoder on the model's device."""
+
+    data: torch.Tensor
+
+
+#: A loader item: (position in the file list, preprocessed tensor or undecoded JPEG or None, error or None).
+Item = tuple[int, "torch.Tensor | EncodedJpeg | None", "str | None"]
+
+
 class ImageFiles(Dataset):
-    """Files -> (position, preprocessed tensor or None, error or None); decoding errors become values, not exceptions."""
+    """Files -> (position, preprocessed tensor or None, error or None); decoding errors become values, not exceptions.
+
+    With ``encoded_jpegs``, a JPEG that a batched decoder can take is passed on as :class:`EncodedJpeg` instead (see
+    :func:`decode_batch`); every other file is decoded here as usual.
+    """
 
     def __init__(
-        self, files: Sequence[Path], transform: Callable[[torch.Tensor], torch.Tensor], max_pixels: int | None
+        self,
+        files: Sequence[Path],
+        transform: Callable[[torch.Tensor], torch.Tensor],
+        max_pixels: int | None,
+        encoded_jpegs: bool = False,
     ):
         self.files = list(files)
         self.transform = transform
         self.max_pixels = max_pixels
+        self.encoded_jpegs = encoded_jpegs
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None]:
-        from .data import read_image
+    def __getitem__(self, i: int) -> Item:
+        return self.load(i, encoded_jpegs=self.encoded_jpegs)
+
+    def load(self, i: int, *, encoded_jpegs: bool) -> Item:
+        """File ``i``: decoded and preprocessed, or (``encoded_jpegs``) a JPEG's bytes; an error as a value."""
+        from .data import read_image, read_jpeg_bytes
 
         try:
+            if encoded_jpegs:
+                data = read_jpeg_bytes(self.files[i], max_pixels=self.max_pixels)
+                if data is not None:
+                    return i, EncodedJpeg(data), None
             image = read_image(self.files[i], max_pixels=self.max_pixels)
-            self._check_resized_size(image)
-            return i, self.transform(image), None
+            return i, self.prepare(image), None
         except ImageError as exc:
             return i, None, str(exc)
+
+    def prepare(self, image: torch.Tensor) -> torch.Tensor:
+        """The size check, then ``transform``; on whatever device ``image`` is on."""
+        self._check_resized_size(image)
+        return self.transform(image)
 
     def _check_resized_size(self, image: torch.Tensor) -> None:
         """Refuse extreme aspect ratios before the preset upsamples them (see data.check_resized_size)."""
@@ -64,9 +96,28 @@ class ImageFiles(Dataset):
             check_resized_size(image, resize[0], self.max_pixels)
 
 
-def _collate(
-    items: list[tuple[int, torch.Tensor | None, str | None]],
-) -> list[tuple[int, torch.Tensor | None, str | None]]:
+def decode_batch(batch: list[Item], dataset: ImageFiles, device: torch.device | str) -> list[Item]:
+    """Decode a batch's :class:`EncodedJpeg` items in one call on ``device`` and preprocess them there; an image the
+    batched decoder refuses is decoded on the CPU instead (which also gives unreadable files their usual message)."""
+    from .data import decode_jpegs
+
+    encoded = [(pos, i, x.data) for pos, (i, x, _) in enumerate(batch) if isinstance(x, EncodedJpeg)]
+    if not encoded:
+        return batch
+    out = list(batch)
+    decoded = decode_jpegs([data for _, _, data in encoded], device)
+    for (pos, i, _), image in zip(encoded, decoded, strict=True):
+        if image is None:
+            out[pos] = dataset.load(i, encoded_jpegs=False)
+            continue
+        try:
+            out[pos] = (i, dataset.prepare(image), None)
+        except ImageError as exc:
+            out[pos] = (i, None, str(exc))
+    return out
+
+
+def _collate(items: list[Item]) -> list[Item]:
     return items
 
 
@@ -90,17 +141,21 @@ def classify_files(
     workers: int = 0,
     max_pixels: int | None = None,
     progress: bool = False,
+    decode_device: torch.device | str | None = None,
 ) -> Iterator[Prediction]:
     """Yield one :class:`Prediction` per file, in order. Unreadable files yield a prediction with ``error`` set.
 
     ``model`` is a module taking ``transform``'s output, or an engine :class:`~vggnets.engine.Predictor` (then pass
-    ``transform=predictor.preprocess``: uint8 crops, normalised inside the predictor's graph).
+    ``transform=predictor.preprocess``: uint8 crops, normalised inside the predictor's graph). ``decode_device``
+    (e.g. the CUDA device): JPEGs are read by the loader but decoded there, a batch per call (nvJPEG), and
+    preprocessed there; other formats are decoded by the loader as usual.
     """
     if isinstance(model, nn.Module):
         model.eval()
     k = min(topk, len(labels))
+    dataset = ImageFiles(files, transform, max_pixels, encoded_jpegs=decode_device is not None)
     loader = DataLoader(
-        ImageFiles(files, transform, max_pixels),
+        dataset,
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=_collate,
@@ -111,6 +166,8 @@ def classify_files(
 
         bar = tqdm(total=len(files), unit="img", desc="classify", leave=False)
     for batch in loader:
+        if decode_device is not None:
+            batch = decode_batch(batch, dataset, decode_device)
         good = [(i, x) for i, x, _ in batch if x is not None]
         results: dict[int, Prediction] = {
             i: Prediction(str(files[i]), error=err) for i, x, err in batch if x is None

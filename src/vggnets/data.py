@@ -31,7 +31,15 @@ from torchvision.transforms.v2.functional import to_dtype
 
 from .errors import ImageError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "check_resized_size", "collect_images", "read_image"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_SUFFIXES",
+    "check_resized_size",
+    "collect_images",
+    "decode_jpegs",
+    "read_image",
+    "read_jpeg_bytes",
+]
 
 #: Pillow's default decompression-bomb threshold (89,478,485 pixels, ~0.25 GB as 24-bit RGB), captured at
 #: import so that later changes to ``PIL.Image.MAX_IMAGE_PIXELS`` elsewhere do not change vggnets' default.
@@ -104,12 +112,7 @@ def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     name = str(path)
     data = _read_bytes(Path(path), name)
     with _open_header(data, name) as im:
-        width, height = im.size
-        if max_pixels is not None and width * height > max_pixels:
-            raise ImageError(
-                f"{name}: image is {width}x{height} = {width * height:,} pixels, above the limit of "
-                f"{max_pixels:,} (possible decompression bomb); raise --max-pixels if you trust it"
-            )
+        _check_max_pixels(im, name, max_pixels)
         fmt = im.format
         if fmt in _TORCHVISION_FORMATS:
             orientation = 1 if fmt in _TORCHVISION_ORIENTS else _exif_orientation(im)
@@ -117,6 +120,54 @@ def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
             if tensor is not None:
                 return _apply_orientation(tensor, orientation)
         return _decode_pillow(im, name)
+
+
+def read_jpeg_bytes(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> torch.Tensor | None:
+    """The encoded bytes (uint8, 1-D) of a JPEG that a batched decoder (nvJPEG on a GPU) can take as it is: 8-bit RGB
+    or grey, no EXIF rotation. None for any other image: decode that one with :func:`read_image`.
+
+    Raises:
+        ImageError: as :func:`read_image`, for files that cannot be read or are above ``max_pixels``.
+    """
+    name = str(path)
+    data = _read_bytes(Path(path), name)
+    with _open_header(data, name) as im:
+        _check_max_pixels(im, name, max_pixels)
+        if im.format != "JPEG" or im.mode not in ("RGB", "L") or _exif_orientation(im) != 1:
+            return None
+    return torch.frombuffer(data, dtype=torch.uint8)
+
+
+def decode_jpegs(encoded: Sequence[torch.Tensor], device: torch.device | str) -> list[torch.Tensor | None]:
+    """Decode JPEG bytes (from :func:`read_jpeg_bytes`) to uint8 RGB (3, H, W) tensors on ``device``, in one batched
+    call (nvJPEG on CUDA). An image the decoder refuses gives None in its place (decode it with :func:`read_image`)."""
+    from torchvision.io import decode_jpeg
+
+    def decode(data: torch.Tensor | list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", _TV_DEPRECATION, DeprecationWarning)
+            return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+
+    try:
+        return list(decode(list(encoded)))
+    except RuntimeError:  # one bad image fails the batch: find it one by one
+        decoded: list[torch.Tensor | None] = []
+        for data in encoded:
+            try:
+                decoded.append(decode(data))
+            except RuntimeError:
+                decoded.append(None)
+        return decoded
+
+
+def _check_max_pixels(im: Image.Image, name: str, max_pixels: int | None) -> None:
+    """The decompression-bomb guard, on the size read from the header before any pixel is decoded."""
+    width, height = im.size
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageError(
+            f"{name}: image is {width}x{height} = {width * height:,} pixels, above the limit of "
+            f"{max_pixels:,} (possible decompression bomb); raise --max-pixels if you trust it"
+        )
 
 
 def _read_bytes(path: Path, name: str) -> bytearray:

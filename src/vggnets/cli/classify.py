@@ -62,6 +62,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="refuse images with more pixels than this (decompression-bomb guard; default: Pillow's 89,478,485)",
     )
+    p.add_argument(
+        "--decode",
+        choices=("auto", "cpu", "gpu"),
+        default="auto",
+        help="where JPEGs are decoded: gpu = a batch per call on the CUDA device (nvJPEG), resized and cropped there "
+        "too; cpu = by the loader (--workers); auto (default) = gpu when the model runs on CUDA. Other formats, and "
+        "JPEGs the GPU decoder refuses, are always decoded on the CPU",
+    )
     add_engine_options(p)
     add_quiet_option(p)
     p.set_defaults(run=run)
@@ -76,6 +84,12 @@ def run(args: argparse.Namespace) -> int:
     require_at_least(args.topk, 1, "--topk")
     require_at_least(args.max_pixels, 1, "--max-pixels")
     device = check_runtime_options(args)
+    if args.decode == "gpu" and device.type != "cuda":
+        raise VggnetsError(
+            f"--decode gpu decodes JPEGs with nvJPEG on a CUDA device, but the model runs on '{device}'; "
+            "use --device cuda, or --decode cpu."
+        )
+    decode_on_gpu = args.decode == "gpu" or (args.decode == "auto" and device.type == "cuda")
     entries = collect_inputs(args.paths, recursive=args.recursive)
     files = [e for e in entries if isinstance(e, Path)]
     if not entries:
@@ -103,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
                 workers=workers or 0,
                 max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels,
                 progress=show_progress(args),
+                decode_device=device if decode_on_gpu else None,
             )
         )
     # One result per entry, in input order: problems with an input where that input was given.
