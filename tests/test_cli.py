@@ -493,7 +493,9 @@ def test_weights_of_another_model(capsys):
 
 
 def test_gpu_decoding_without_a_gpu(capsys):
-    code, out, err = cli(capsys, "classify", EXAMPLES / "coffee_cup.jpg", "--device", "cpu", "--decode", "gpu")
+    code, out, err = cli(
+        capsys, "classify", EXAMPLES / "coffee_cup.jpg", "--device", "cpu", "--decode", "gpu"
+    )
     assert code == 2 and out == ""
     assert "--decode gpu decodes JPEGs with nvJPEG on a CUDA device" in err and "--decode cpu" in err
 
