@@ -15,7 +15,7 @@ from PIL import Image
 import vggnets
 from vggnets import data
 from vggnets.classify import classify_files
-from vggnets.data import decode_jpegs, read_image, read_jpeg_bytes
+from vggnets.data import decode_jpegs, read_image, read_jpeg_or_image
 from vggnets.errors import ImageError
 from vggnets.transforms import ImageClassification
 
@@ -103,27 +103,30 @@ def test_jpegs_of_a_batch_are_decoded_in_one_call(tiny, folder, monkeypatch):
     assert calls == [4, 2]  # rgb0-3; then rgb4 and grey (the PNG is decoded by the loader)
 
 
-def test_read_jpeg_bytes_takes_only_what_a_batched_decoder_can(folder):
+def test_read_jpeg_or_image_keeps_only_what_a_batched_decoder_can_take(folder):
     for name in ("rgb0.jpg", "grey.jpg"):
-        encoded = read_jpeg_bytes(folder / name)
-        assert encoded is not None and encoded.dtype == torch.uint8 and encoded.ndim == 1
+        encoded, is_jpeg = read_jpeg_or_image(folder / name)
+        assert is_jpeg and encoded.dtype == torch.uint8 and encoded.ndim == 1
         assert encoded.numel() == (folder / name).stat().st_size
+        decoded, is_jpeg = read_jpeg_or_image(folder / name, keep_jpeg=False)
+        assert not is_jpeg and torch.equal(decoded, read_image(folder / name))
     for name in (
         "rotated.jpg",
         "cmyk.jpg",
         "plain.png",
     ):  # need EXIF rotation, colour conversion, another decoder
-        assert read_jpeg_bytes(folder / name) is None
+        decoded, is_jpeg = read_jpeg_or_image(folder / name)
+        assert not is_jpeg and torch.equal(decoded, read_image(folder / name))
     with pytest.raises(ImageError, match="decompression bomb"):
-        read_jpeg_bytes(folder / "rgb0.jpg", max_pixels=100)
+        read_jpeg_or_image(folder / "rgb0.jpg", max_pixels=100)
     with pytest.raises(ImageError, match="not an image"):
-        read_jpeg_bytes(folder / "notes.jpg")
+        read_jpeg_or_image(folder / "notes.jpg")
     with pytest.raises(ImageError, match="no such file"):
-        read_jpeg_bytes(folder / "missing.jpg")
+        read_jpeg_or_image(folder / "missing.jpg")
 
 
 def test_decode_jpegs_isolates_a_bad_image(folder):
-    good = [read_jpeg_bytes(folder / f"rgb{i}.jpg") for i in range(2)]
+    good = [read_jpeg_or_image(folder / f"rgb{i}.jpg")[0] for i in range(2)]
     bad = torch.frombuffer(bytearray(b"\xff\xd8\xff\xe0" + bytes(500)), dtype=torch.uint8)
     decoded = decode_jpegs([good[0], bad, good[1]], "cpu")
     assert decoded[1] is None

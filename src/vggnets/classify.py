@@ -70,14 +70,14 @@ class ImageFiles(Dataset):
 
     def load(self, i: int, *, encoded_jpegs: bool) -> Item:
         """File ``i``: decoded and preprocessed, or (``encoded_jpegs``) a JPEG's bytes; an error as a value."""
-        from .data import read_image, read_jpeg_bytes
+        from .data import read_jpeg_or_image
 
         try:
-            if encoded_jpegs:
-                data = read_jpeg_bytes(self.files[i], max_pixels=self.max_pixels)
-                if data is not None:
-                    return i, EncodedJpeg(data), None
-            image = read_image(self.files[i], max_pixels=self.max_pixels)
+            image, encoded = read_jpeg_or_image(
+                self.files[i], max_pixels=self.max_pixels, keep_jpeg=encoded_jpegs
+            )
+            if encoded:
+                return i, EncodedJpeg(image), None
             return i, self.prepare(image), None
         except ImageError as exc:
             return i, None, str(exc)

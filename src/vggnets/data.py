@@ -38,7 +38,7 @@ __all__ = [
     "collect_images",
     "decode_jpegs",
     "read_image",
-    "read_jpeg_bytes",
+    "read_jpeg_or_image",
 ]
 
 #: Pillow's default decompression-bomb threshold (89,478,485 pixels, ~0.25 GB as 24-bit RGB), captured at
@@ -109,37 +109,37 @@ def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     Raises:
         ImageError: the file is missing, unreadable, empty, not an image, truncated or corrupt, or too large.
     """
-    name = str(path)
-    data = _read_bytes(Path(path), name)
-    with _open_header(data, name) as im:
-        _check_max_pixels(im, name, max_pixels)
-        fmt = im.format
-        if fmt in _TORCHVISION_FORMATS:
-            orientation = 1 if fmt in _TORCHVISION_ORIENTS else _exif_orientation(im)
-            tensor = _decode_torchvision(data, apply_exif=fmt in _TORCHVISION_ORIENTS)
-            if tensor is not None:
-                return _apply_orientation(tensor, orientation)
-        return _decode_pillow(im, name)
+    return read_jpeg_or_image(path, max_pixels=max_pixels, keep_jpeg=False)[0]
 
 
-def read_jpeg_bytes(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> torch.Tensor | None:
-    """The encoded bytes (uint8, 1-D) of a JPEG that a batched decoder (nvJPEG on a GPU) can take as it is: 8-bit RGB
-    or grey, no EXIF rotation. None for any other image: decode that one with :func:`read_image`.
+def read_jpeg_or_image(
+    path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, keep_jpeg: bool = True
+) -> tuple[torch.Tensor, bool]:
+    """Read a file once, returning (tensor, is_jpeg). With ``keep_jpeg``, a JPEG that a batched decoder (nvJPEG on a
+    GPU) can take as it is (8-bit RGB or grey, no EXIF rotation) comes back undecoded: its bytes as a 1-D uint8 tensor
+    for :func:`decode_jpegs`, and True. Any other image comes back decoded exactly as :func:`read_image` gives it, and
+    False.
 
     Raises:
-        ImageError: as :func:`read_image`, for files that cannot be read or are above ``max_pixels``.
+        ImageError: as :func:`read_image`.
     """
     name = str(path)
     data = _read_bytes(Path(path), name)
     with _open_header(data, name) as im:
         _check_max_pixels(im, name, max_pixels)
-        if im.format != "JPEG" or im.mode not in ("RGB", "L") or _exif_orientation(im) != 1:
-            return None
-    return torch.frombuffer(data, dtype=torch.uint8)
+        fmt = im.format
+        if keep_jpeg and fmt == "JPEG" and im.mode in ("RGB", "L") and _exif_orientation(im) == 1:
+            return torch.frombuffer(data, dtype=torch.uint8), True
+        if fmt in _TORCHVISION_FORMATS:
+            orientation = 1 if fmt in _TORCHVISION_ORIENTS else _exif_orientation(im)
+            tensor = _decode_torchvision(data, apply_exif=fmt in _TORCHVISION_ORIENTS)
+            if tensor is not None:
+                return _apply_orientation(tensor, orientation), False
+        return _decode_pillow(im, name), False
 
 
 def decode_jpegs(encoded: Sequence[torch.Tensor], device: torch.device | str) -> list[torch.Tensor | None]:
-    """Decode JPEG bytes (from :func:`read_jpeg_bytes`) to uint8 RGB (3, H, W) tensors on ``device``, in one batched
+    """Decode JPEG bytes (from :func:`read_jpeg_or_image`) to uint8 RGB (3, H, W) tensors on ``device``, in one batched
     call (nvJPEG on CUDA). An image the decoder refuses gives None in its place (decode it with :func:`read_image`)."""
     from torchvision.io import decode_jpeg
 
