@@ -13,9 +13,9 @@ _SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "src")
 if _SRC not in sys.path:
     sys.path.insert(0, _SRC)
 
-from vggnets import models as _models  # noqa: E402
-from vggnets.configs import MODELS as _MODELS  # noqa: E402
-from vggnets.weights import get_model_weights, get_weight  # noqa: E402
+from vggnets.core.configs import MODELS as _MODELS  # noqa: E402
+from vggnets.models import builders as _models  # noqa: E402
+from vggnets.models.weights import get_model_weights, get_weight  # noqa: E402
 
 globals().update({_name: getattr(_models, _name) for _name in _MODELS})
 

@@ -1,3 +1,3 @@
-"""Benchmarks print the machine through the package's own description (``vggnets.machine``), as `vggnets benchmark` does."""
+"""Benchmarks print the machine through the package's own description (``vggnets.inference.machine``), as `vggnets benchmark` does."""
 
-from vggnets.machine import describe_cpu, format_cpu, matmul_peaks  # noqa: F401
+from vggnets.inference.machine import describe_cpu, format_cpu, matmul_peaks  # noqa: F401

@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 import vggnets
-from vggnets import engine
-from vggnets.data import read_image
-from vggnets.machine import describe_cpu, format_cpu
+from vggnets.inference import engine
+from vggnets.inference.machine import describe_cpu, format_cpu
+from vggnets.io.images import read_image
 
 
 def load_split(folder: Path, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

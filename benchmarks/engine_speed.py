@@ -21,8 +21,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from vggnets.bench import format_report, run_benchmark
-from vggnets.engine import sample_images_dir
+from vggnets.bench.runner import format_report, run_benchmark
+from vggnets.inference.engine import sample_images_dir
 
 
 def make_jpeg_folder(folder: Path, count: int = 240, seed: int = 0) -> Path:

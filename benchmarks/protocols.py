@@ -15,7 +15,7 @@ Protocols (``--protocols``, all by default):
   the measured times of ``multiscale-flip`` and ``multicrop`` (which are measured even when not asked for), since
   :class:`~vggnets.protocols.Average` just calls both and averages.
 
-Images are the bundled photos in examples/images, decoded with :func:`vggnets.data.read_image`; they have different
+Images are the bundled photos in examples/images, decoded with :func:`vggnets.io.images.read_image`; they have different
 sizes, as real data does, so dense evaluation (which needs equal sizes within a batch) runs each size in its own batch.
 ``--images N`` takes N of them, cycling through the sizes first (one photo of each size, then the next of each size),
 so that even N=2 has two sizes. Every protocol gets all N images in one call, with ``--batch-size`` network inputs per
@@ -64,7 +64,7 @@ DERIVED: dict[str, tuple[str, ...]] = {"dense+multicrop": ("multiscale-flip", "m
 
 def load_images(directory: Path, count: int) -> list[tuple[str, Any]]:
     """``count`` decoded photos (name, uint8 (3, H, W)), one of each size first, then cycling."""
-    from vggnets.data import read_image
+    from vggnets.io.images import read_image
 
     paths = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
@@ -165,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import vggnets
-    from vggnets.protocols import make_protocol
-    from vggnets.weights import IMAGENET_MEAN, IMAGENET_STD
+    from vggnets.core.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from vggnets.evaluation.protocols import make_protocol
 
     if args.threads:
         torch.set_num_threads(args.threads)

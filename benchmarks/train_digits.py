@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(REPO / "scripts"))
 try:
-    from vggnets.machine import describe_cpu, format_cpu
+    from vggnets.inference.machine import describe_cpu, format_cpu
 except ImportError:  # older checkouts: the helper next to the benchmarks
     from _machine import describe_cpu, format_cpu  # noqa: E402
 from make_digits import TRAIN_SET as DIGITS_SET  # noqa: E402

@@ -13,11 +13,11 @@ import torch
 from PIL import Image
 
 import vggnets
-from vggnets import data
-from vggnets.classify import classify_files
-from vggnets.data import decode_jpegs, read_image, read_jpeg_or_image
+from vggnets.core.transforms import ImageClassification
 from vggnets.errors import ImageError
-from vggnets.transforms import ImageClassification
+from vggnets.inference.classify import classify_files
+from vggnets.io import images as data
+from vggnets.io.images import decode_jpegs, read_image, read_jpeg_or_image
 
 
 def photo(seed: int, size: tuple[int, int], mode: str = "RGB") -> Image.Image:

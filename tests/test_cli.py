@@ -25,10 +25,10 @@ import torchvision
 from PIL import Image
 
 import vggnets
-from vggnets import configs
-from vggnets import weights as vweights
 from vggnets.cli import main
-from vggnets.data import read_image
+from vggnets.core import configs
+from vggnets.io.images import read_image
+from vggnets.models import weights as vweights
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 #: The bundled photos in the order a directory expands to (sorted by path).

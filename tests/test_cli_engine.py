@@ -9,8 +9,9 @@ import pytest
 import torch
 
 import vggnets
-from vggnets import bench, engine
+from vggnets.bench import runner as bench
 from vggnets.cli import main
+from vggnets.inference import engine
 
 HAS_TORCHAO = engine.torchao_available()
 IMAGES = engine.sample_images_dir()
@@ -135,7 +136,7 @@ def test_bench_helpers():
     flipped = bench.agreement(ref.flip(0), ref)
     assert flipped["top1_agreement"] == 0 and flipped["cosine_min"] < 0.8
     # FlopCounterMode on vgg16 at 224 gives the paper-derived 15.5 GMACs (x2 for FLOPs)
-    from vggnets.configs import gmacs
+    from vggnets.core.configs import gmacs
 
     flops = bench.flops_per_image(vggnets.vgg11(width=1 / 16), 224)
     assert flops > 0

@@ -11,9 +11,10 @@ import torch
 
 import vggnets
 from vggnets.cli import main
-from vggnets.data import read_image
-from vggnets.protocols import make_protocol
-from vggnets.weights import IMAGENET_MEAN, IMAGENET_STD, IMAGENET_WNIDS
+from vggnets.core.transforms import IMAGENET_MEAN, IMAGENET_STD
+from vggnets.evaluation.protocols import make_protocol
+from vggnets.io.images import read_image
+from vggnets.models.weights import IMAGENET_WNIDS
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 PHOTOS = ["chelsea_cat.png", "coffee_cup.jpg", "rocket_launch.jpg"]

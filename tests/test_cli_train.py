@@ -17,8 +17,8 @@ import pytest
 import torch
 
 import vggnets
-from vggnets import train as T
 from vggnets.cli import main
+from vggnets.training import train as T
 
 pytest.importorskip("sklearn")
 
@@ -341,7 +341,7 @@ def test_torchrun_two_processes_match_one(digits: Path, tmp_path: Path) -> None:
 
 
 def test_curves_without_optional_packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from vggnets.curves import RunReport
+    from vggnets.training.curves import RunReport
 
     history = [
         {
@@ -373,7 +373,7 @@ def test_tensorboard_has_one_point_per_epoch_after_resume(tmp_path: Path) -> Non
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from vggnets.curves import RunReport
+    from vggnets.training.curves import RunReport
 
     def rows(n: int) -> list[dict]:
         return [{"epoch": e, "train_loss": 1.0, "val_loss": 1.0, "val_acc": e / 10} for e in range(1, n + 1)]

@@ -21,7 +21,7 @@ import torch
 import vggnets
 from vggnets import convert
 from vggnets.cli import main
-from vggnets.configs import MODELS
+from vggnets.core.configs import MODELS
 from vggnets.errors import ArchitectureMismatchError, CheckpointError, MissingDependencyError, VggnetsError
 
 try:
@@ -145,7 +145,7 @@ def test_keras_model_is_recognised_from_the_convolutions() -> None:
 def test_keras_1_style_weight_names(tmp_path: Path) -> None:
     """The oldest keras.applications files name weights 'block1_conv1_W_1:0' inside each layer group."""
     state = small_state("vgg11")
-    layers = convert._keras_layers(convert.to_keras(state))
+    layers = convert.layouts.keras_layers(convert.to_keras(state))
     path = tmp_path / "keras1.h5"
     with h5py.File(path, "w") as f:
         f.attrs["layer_names"] = np.array([b"input_1"] + [n.encode() for n, _ in layers] + [b"flatten"])

@@ -14,9 +14,9 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from vggnets import data
-from vggnets.data import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, collect_images, read_image
 from vggnets.errors import ImageError, VggnetsError
+from vggnets.io import images as data
+from vggnets.io.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, collect_images, read_image
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 EXIF_ORIENTATION = 0x0112

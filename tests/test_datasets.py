@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vggnets.datasets import (
+from vggnets.errors import DatasetError, ImageError, MissingDependencyError, VggnetsError
+from vggnets.evaluation.datasets import (
     LabeledImages,
     Sample,
     collate_samples,
@@ -19,8 +20,7 @@ from vggnets.datasets import (
     make_loader,
     open_dataset,
 )
-from vggnets.errors import DatasetError, ImageError, MissingDependencyError, VggnetsError
-from vggnets.weights import IMAGENET_CATEGORIES, IMAGENET_WNIDS
+from vggnets.models.weights import IMAGENET_CATEGORIES, IMAGENET_WNIDS
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 PHOTOS = sorted(p for p in EXAMPLES.iterdir() if p.suffix in {".jpg", ".png"})

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import vggnets
-from vggnets.dense import MIN_DENSE_SIZE, FullyConvolutionalVGG, fully_convolutional, score_map_size
+from vggnets.models.dense import MIN_DENSE_SIZE, FullyConvolutionalVGG, fully_convolutional, score_map_size
 
 
 def small_model(

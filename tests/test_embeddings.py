@@ -12,10 +12,10 @@ from torchvision.transforms import functional as TF
 
 import vggnets
 from vggnets.cli import main
-from vggnets.data import read_image
-from vggnets.dense import fully_convolutional
-from vggnets.embeddings import embed
-from vggnets.weights import IMAGENET_MEAN, IMAGENET_STD
+from vggnets.core.transforms import IMAGENET_MEAN, IMAGENET_STD
+from vggnets.features.embeddings import embed
+from vggnets.io.images import read_image
+from vggnets.models.dense import fully_convolutional
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 NORM = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}

@@ -14,8 +14,9 @@ import torch
 import torchvision
 
 import vggnets
-from vggnets import engine
-from vggnets.engine import (
+from vggnets.errors import VggnetsError
+from vggnets.inference import engine
+from vggnets.inference.engine import (
     CropUint8,
     EngineWarning,
     NormalizedInput,
@@ -23,7 +24,6 @@ from vggnets.engine import (
     load_calibration_images,
     optimize,
 )
-from vggnets.errors import VggnetsError
 
 SIZE = 64
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -99,8 +99,8 @@ def test_uint8_input_with_in_graph_normalisation_equals_the_float_pipeline(tiny,
 
 
 def test_uint8_crop_matches_the_weights_preset_within_one_grey_level():
-    from vggnets.data import read_image
-    from vggnets.transforms import ImageClassification
+    from vggnets.core.transforms import ImageClassification
+    from vggnets.io.images import read_image
 
     image = read_image(engine.sample_images_dir() / "chelsea_cat.png")
     crop = CropUint8(256, 224)(image)
@@ -276,9 +276,7 @@ def test_torchao_presence_is_checked_without_importing_it():
     import subprocess
     import sys
 
-    code = (
-        "import sys, vggnets.engine as e; assert e.torchao_available(); assert 'torchao' not in sys.modules"
-    )
+    code = "import sys, vggnets.inference.engine as e; assert e.torchao_available(); assert 'torchao' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 

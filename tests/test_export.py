@@ -16,9 +16,9 @@ import torch
 import vggnets
 from vggnets import export as vexport
 from vggnets.cli import main
-from vggnets.dense import FullyConvolutionalVGG
 from vggnets.errors import MissingDependencyError
 from vggnets.export import ExportError, export_model
+from vggnets.models.dense import FullyConvolutionalVGG
 
 TOL = 1e-4
 

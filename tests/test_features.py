@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import vggnets
-from vggnets.configs import MODELS, TABLE_1, channels, parse
-from vggnets.features import HEAD_NAMES, FeatureExtractor, layer_names, named_layers
+from vggnets.core.configs import MODELS, TABLE_1, channels, parse
+from vggnets.features.extractor import HEAD_NAMES, FeatureExtractor, layer_names, named_layers
 
 WIDTH = 0.125
 

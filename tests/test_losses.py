@@ -8,8 +8,9 @@ import pytest
 import torch
 
 import vggnets
-from vggnets.losses import PerceptualLoss, gram_matrix
-from vggnets.weights import CAFFE_MEAN, IMAGENET_MEAN, IMAGENET_STD, VGG16_Weights
+from vggnets.core.transforms import CAFFE_MEAN, IMAGENET_MEAN, IMAGENET_STD
+from vggnets.features.losses import PerceptualLoss, gram_matrix
+from vggnets.models.weights import VGG16_Weights
 
 STYLE = ("relu1_2", "relu2_2", "relu3_3")
 

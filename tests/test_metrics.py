@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from vggnets.metrics import ClassificationMetrics
+from vggnets.evaluation.metrics import ClassificationMetrics
 
 # Four samples over K = 4 classes; rows are scores, the target's rank is noted.
 SCORES = torch.tensor(

@@ -13,11 +13,10 @@ from torch import nn
 from torchvision.transforms import functional as TF
 
 import vggnets
-from vggnets import configs
-from vggnets.data import read_image
-from vggnets.dense import fully_convolutional
-from vggnets.models import VGG, make_features
-from vggnets.protocols import (
+from vggnets.core import configs
+from vggnets.core.transforms import IMAGENET_MEAN, IMAGENET_STD
+from vggnets.core.vgg import VGG, make_features
+from vggnets.evaluation.protocols import (
     PROTOCOLS,
     Average,
     Center,
@@ -31,7 +30,9 @@ from vggnets.protocols import (
     paper_scales,
     resized_size,
 )
-from vggnets.weights import IMAGENET_MEAN, IMAGENET_STD, VGG16_Weights
+from vggnets.io.images import read_image
+from vggnets.models.dense import fully_convolutional
+from vggnets.models.weights import VGG16_Weights
 
 IMAGES = Path(__file__).resolve().parents[1] / "examples" / "images"
 NORM = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import vggnets
-from vggnets import train as T
-from vggnets.data import read_image
+from vggnets.io.images import read_image
+from vggnets.training import train as T
 
 pytest.importorskip("sklearn")
 

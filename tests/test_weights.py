@@ -16,8 +16,8 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import vggnets
-from vggnets import weights as W
 from vggnets.errors import ArchitectureMismatchError, CheckpointError, DownloadError, WeightsError
+from vggnets.models import weights as W
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_MEMBERS = [m for enum_cls in W.WEIGHTS.values() for m in enum_cls]
@@ -203,7 +203,7 @@ def test_download_from_a_mirror_directory_then_cache_hit(
     vgg16_file, tmp_path, monkeypatch, isolated_torch_home, place_in_cache
 ):
     """Enum weights missing from the cache are fetched (here from a mirror), verified, cached, then reused."""
-    from vggnets import hub
+    from vggnets.io import download as hub
 
     mirror = tmp_path / "mirror"
     place_in_cache(vgg16_file, mirror.parent, name=None)  # creates mirror.parent/hub/checkpoints

@@ -7,11 +7,8 @@ Every configuration of the paper, torchvision-compatible weights that load safel
 from __future__ import annotations
 
 from . import features, losses  # named layers, extractor, perceptual loss (no torchvision import)
-from .configs import MODELS, TABLE_1
-from .engine import (  # the fast inference engine (torchao and inductor load only when used)
-    Predictor,
-    optimize,
-)
+from .core.configs import MODELS, TABLE_1
+from .core.vgg import VGG, make_features
 from .errors import (
     ArchitectureMismatchError,
     CheckpointError,
@@ -19,14 +16,18 @@ from .errors import (
     DownloadError,
     ImageError,
     MissingDependencyError,
+    UnknownModelError,
     UnknownWeightsError,
     VggnetsError,
     WeightsError,
 )
-from .models import (
-    VGG,
+from .inference.engine import (  # the fast inference engine (torchao and inductor load only when used)
+    Predictor,
+    optimize,
+)
+from .models.builders import (
     build,
-    make_features,
+    get_model,
     vgg11,
     vgg11_bn,
     vgg11_lrn,
@@ -39,7 +40,7 @@ from .models import (
     vgg19,
     vgg19_bn,
 )
-from .weights import (
+from .models.weights import (
     IMAGENET_CATEGORIES,
     IMAGENET_WNIDS,
     VGG11_BN_Weights,
@@ -55,14 +56,7 @@ from .weights import (
     get_weight,
     list_models,
 )
-
-__version__ = "0.1.0"
-
-
-def get_model(name: str, **kwargs) -> VGG:
-    """Build a model by name, e.g. ``get_model("vgg16", weights="DEFAULT")`` (as ``torchvision.models.get_model``)."""
-    return build(name.lower(), **kwargs)
-
+from .version import __version__
 
 __all__ = [
     "MODELS",
@@ -85,6 +79,7 @@ __all__ = [
     "VGG16_Weights",
     "VGG19_BN_Weights",
     "VGG19_Weights",
+    "UnknownModelError",
     "UnknownWeightsError",
     "VggnetsError",
     "WeightsEnum",
@@ -95,6 +90,7 @@ __all__ = [
     "get_weight",
     "features",
     "list_models",
+    "__version__",
     "losses",
     "make_features",
     "optimize",

@@ -41,3 +41,11 @@ class MissingDependencyError(VggnetsError):
 
 class UnknownWeightsError(WeightsError, ValueError):
     """A weights name that no enum defines, or weights that belong to another model (also a ValueError)."""
+
+
+class UnknownModelError(VggnetsError, ValueError):
+    """A model name that no configuration defines (also a ValueError)."""
+
+
+class ExportError(VggnetsError):
+    """A model could not be exported or the exported file failed its check."""

@@ -60,7 +60,7 @@ import torch
 from torch import nn
 
 from .dense import MIN_DENSE_SIZE, FullyConvolutionalVGG
-from .errors import MissingDependencyError, VggnetsError
+from .errors import ExportError, MissingDependencyError
 from .models import MIN_SIZE, VGG
 
 __all__ = [
@@ -93,10 +93,6 @@ DYNAMIC_SECOND = (256, 320)
 SEED = 0
 
 _ONNX_EXTRA = "pip install 'vggnets[onnx]'"
-
-
-class ExportError(VggnetsError):
-    """An export that cannot be done as asked, or whose result does not match PyTorch."""
 
 
 @dataclass
@@ -576,7 +572,7 @@ def _export_safetensors(
 ) -> tuple[str, float | None, str]:
     from safetensors.torch import save_file
 
-    from . import __version__
+    from .version import __version__
 
     dtype = DTYPES[precision]
     state = {

@@ -29,7 +29,7 @@ VGGNETS_WEIGHTS_MIRROR to a directory or URL holding the files, or pass --weight
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand registered."""
-    from .. import __version__
+    from ..version import __version__
 
     parser = argparse.ArgumentParser(
         prog="vggnets",

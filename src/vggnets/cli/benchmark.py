@@ -33,7 +33,7 @@ examples:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the subcommand."""
-    from ..configs import MODELS
+    from ..core.configs import MODELS
 
     p = add_subcommand(sub, "benchmark", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("--model", default="vgg16", choices=list(MODELS), metavar="NAME", help="default: vgg16")
@@ -84,9 +84,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check every option before the long run, benchmark, print and write the report."""
-    from ..bench import format_report, plot_report, run_benchmark
-    from ..engine import PRECISIONS
+    from ..bench.runner import format_report, plot_report, run_benchmark
     from ..errors import MissingDependencyError, VggnetsError
+    from ..inference.engine import PRECISIONS
 
     require_at_least(args.batch_size, 1, "--batch-size")
     require_at_least(args.iterations, 1, "--iterations")
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     device = _device(args.device)
     weights = None
     if args.weights is not None:
-        from ..weights import resolve_weights
+        from ..models.weights import resolve_weights
 
         weights = resolve_weights(args.model, args.weights)
 

@@ -77,9 +77,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Classify every input; print results; return 0, or 1 if any file failed."""
-    from ..classify import Prediction, class_names, classify_files
-    from ..data import DEFAULT_MAX_PIXELS
     from ..errors import VggnetsError
+    from ..inference.classify import Prediction, class_names, classify_files
+    from ..io.images import DEFAULT_MAX_PIXELS
 
     require_at_least(args.topk, 1, "--topk")
     require_at_least(args.max_pixels, 1, "--max-pixels")

@@ -17,7 +17,7 @@ FORMATS = ("table", "json", "csv")
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """--model and --weights, with the defaults of every subcommand that runs a model."""
-    from ..configs import MODELS
+    from ..core.configs import MODELS
 
     parser.add_argument(
         "--model",
@@ -122,7 +122,7 @@ class LoadedClassifier:
     weights: object  # a WeightsEnum member or the Path of a user's state_dict
     transform: (
         torch.nn.Module
-    )  # vggnets.transforms.ImageClassification: .mean, .std, .resize_size, .crop_size
+    )  # vggnets.core.transforms.ImageClassification: .mean, .std, .resize_size, .crop_size
     categories: list[str] | None
 
 
@@ -130,9 +130,9 @@ def load_classifier(
     model_name: str, weights_arg: str, device: torch.device, *, progress: bool
 ) -> LoadedClassifier:
     """Build a model with weights that have a trained classifier; user state_dicts get ImageNet preprocessing."""
-    from ..models import build
-    from ..transforms import ImageClassification
-    from ..weights import IMAGENET_CATEGORIES, WeightsEnum, resolve_weights
+    from ..core.transforms import ImageClassification
+    from ..models.builders import build
+    from ..models.weights import IMAGENET_CATEGORIES, WeightsEnum, resolve_weights
 
     weights = resolve_weights(model_name, weights_arg)
     if isinstance(weights, WeightsEnum) and weights.meta.get("categories") is None:
@@ -157,7 +157,7 @@ def require_at_least(value: int | None, minimum: int, option: str, hint: str = "
 def collect_inputs(paths: list[str], *, recursive: bool) -> list[Path | tuple[str, str]]:
     """Each input expanded in the order given: image files (each kept once, at its first position) or an
     (input, message) pair for an input that matches nothing."""
-    from ..data import collect_images
+    from ..io.images import collect_images
 
     entries: list[Path | tuple[str, str]] = []
     seen: set[str] = set()
@@ -173,10 +173,10 @@ def collect_inputs(paths: list[str], *, recursive: bool) -> list[Path | tuple[st
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
-    """--precision, --compile and --calibration: run the model through the fast inference engine (vggnets.engine)."""
+    """--precision, --compile and --calibration: run the model through the fast inference engine (vggnets.inference.engine)."""
     group = parser.add_argument_group(
         "fast inference engine",
-        "With --precision or --compile the model runs through vggnets.engine: batch norm folded, uint8 input "
+        "With --precision or --compile the model runs through vggnets.inference.engine: batch norm folded, uint8 input "
         "normalised inside the graph, channels-last, compiled and cached (the first run compiles, later runs load "
         "the cached engine). Without them the plain eager model runs with the weights' exact float preprocessing.",
     )
@@ -213,7 +213,7 @@ def make_predictor(
     """The engine Predictor for a loaded model, with the preprocessing of its weights; warnings go to stderr once."""
     import warnings
 
-    from ..engine import EngineWarning, optimize
+    from ..inference.engine import EngineWarning, optimize
 
     compile_mode = {None: True, "auto": True, "none": False}.get(args.compile, args.compile)
     with warnings.catch_warnings(record=True) as caught:
@@ -234,3 +234,20 @@ def make_predictor(
         if issubclass(w.category, EngineWarning):
             print(f"vggnets {args.command}: warning: {w.message}", file=sys.stderr)
     return predictor
+
+
+def parse_scales(text: str | None) -> tuple[int, ...]:
+    """'256,384,512' -> (256, 384, 512); every scale at least 224 (the crop and fc6's receptive field)."""
+    from ..errors import VggnetsError
+
+    if text is None:
+        return (256, 384, 512)
+    try:
+        scales = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise VggnetsError(
+            f"--scales must be comma-separated integers such as 256,384,512, got {text!r}."
+        ) from None
+    if not scales or min(scales) < 224:
+        raise VggnetsError(f"every scale must be at least 224 pixels (the crop size), got {text!r}.")
+    return scales

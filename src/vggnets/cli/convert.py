@@ -28,7 +28,7 @@ examples:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the subcommand."""
-    from ..configs import MODELS
+    from ..core.configs import MODELS
 
     p = add_subcommand(sub, "convert", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("src", metavar="SRC", help="the checkpoint to convert")
@@ -58,7 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Convert, then print what was done and the preprocessing the weights expect."""
-    from ..convert import convert_file, describe
+    from ..convert.files import convert_file, describe
 
     report = convert_file(
         args.src, args.dst, model=args.model, rgb=not args.bgr, to=args.to, overwrite=args.force

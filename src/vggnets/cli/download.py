@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def selected(args: argparse.Namespace) -> list:
     """The enum members named on the command line (or all of them)."""
     from ..errors import VggnetsError
-    from ..weights import WEIGHTS, get_weight, resolve_weights
+    from ..models.weights import WEIGHTS, get_weight, resolve_weights
 
     if args.all:
         return [m for enum_cls in WEIGHTS.values() for m in enum_cls]
@@ -57,20 +57,20 @@ def selected(args: argparse.Namespace) -> list:
 
 def run(args: argparse.Namespace) -> int:
     """Download what is missing, optionally verify, print where each file is."""
-    from .. import hub
     from ..errors import ChecksumError
-    from ..weights import published_digest
+    from ..io import download
+    from ..models.weights import published_digest
 
     status = 0
     for member in selected(args):
         path = member.download(progress=show_progress(args), quiet=args.quiet)
         record = {"weights": str(member), "path": str(path), "sha256": None, "verified": None}
         if args.verify:
-            digest = hub.sha256_file(path)
+            digest = download.sha256_file(path)
             record["sha256"] = digest
             try:
                 # a legacy file name (vgg11-bbd30ac9.pth) carries its own digest
-                hub.check_digest(digest, published_digest(path.name), what=str(path))
+                download.check_digest(digest, published_digest(path.name), what=str(path))
                 record["verified"] = True
             except ChecksumError as exc:
                 record["verified"] = False

@@ -17,6 +17,7 @@ from .common import (
     check_runtime_options,
     load_classifier,
     make_predictor,
+    parse_scales,
     require_at_least,
     show_progress,
     uses_engine,
@@ -52,7 +53,7 @@ examples:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the subcommand."""
-    from ..protocols import PROTOCOLS
+    from ..evaluation.protocols import PROTOCOLS
 
     p = add_subcommand(sub, "evaluate", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("data", metavar="DATA", help="ImageFolder tree, or a flat image directory with --labels")
@@ -91,7 +92,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def parse_protocols(text: str) -> list[str]:
     """'all' or a comma-separated list of known protocol names, in the order given, each once."""
     from ..errors import VggnetsError
-    from ..protocols import PROTOCOLS
+    from ..evaluation.protocols import PROTOCOLS
 
     names = list(PROTOCOLS) if text.strip() == "all" else [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in PROTOCOLS]
@@ -100,23 +101,6 @@ def parse_protocols(text: str) -> list[str]:
             f"unknown protocol {', '.join(unknown) or text!r}; choose from {', '.join(PROTOCOLS)} or all."
         )
     return list(dict.fromkeys(names))
-
-
-def parse_scales(text: str | None) -> tuple[int, ...]:
-    """'256,384,512' -> (256, 384, 512); every scale at least 224 (the crop and fc6's receptive field)."""
-    from ..errors import VggnetsError
-
-    if text is None:
-        return (256, 384, 512)
-    try:
-        scales = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise VggnetsError(
-            f"--scales must be comma-separated integers such as 256,384,512, got {text!r}."
-        ) from None
-    if not scales or min(scales) < 224:
-        raise VggnetsError(f"every scale must be at least 224 pixels (the crop size), got {text!r}.")
-    return scales
 
 
 def parse_ensemble(text: str, default_weights: str) -> list[tuple[str, str]]:
@@ -131,13 +115,13 @@ def parse_ensemble(text: str, default_weights: str) -> list[tuple[str, str]]:
 
 def run(args: argparse.Namespace) -> int:
     """Build the runs, stream the data once, print the table, write JSON."""
-    from ..configs import MODELS
-    from ..data import check_resized_size
-    from ..datasets import open_dataset
+    from ..core.configs import MODELS
     from ..errors import VggnetsError
-    from ..evaluate import ProtocolRun, evaluate, markdown_table
-    from ..metrics import ClassificationMetrics
-    from ..protocols import Average, EngineCenter, make_protocol
+    from ..evaluation.datasets import open_dataset
+    from ..evaluation.evaluate import ProtocolRun, evaluate, markdown_table
+    from ..evaluation.metrics import ClassificationMetrics
+    from ..evaluation.protocols import Average, EngineCenter, make_protocol
+    from ..io.images import check_resized_size
 
     names = parse_protocols(args.protocol)
     scales = parse_scales(args.scales)

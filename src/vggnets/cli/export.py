@@ -73,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
     """Build the model on the CPU, export it, print the report."""
     from ..errors import VggnetsError
     from ..export import export_model
-    from ..models import build
-    from ..weights import WeightsEnum, resolve_weights
+    from ..models.builders import build
+    from ..models.weights import WeightsEnum, resolve_weights
 
     weights = resolve_weights(args.model, args.weights)
     if (

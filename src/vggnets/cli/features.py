@@ -15,6 +15,7 @@ from .common import (
     add_subcommand,
     check_runtime_options,
     collect_inputs,
+    parse_scales,
     show_progress,
 )
 
@@ -66,13 +67,13 @@ def run(args: argparse.Namespace) -> int:
     """Decode, embed, write; unreadable images are reported and left out of the output."""
     import torch
 
-    from ..data import read_image
-    from ..embeddings import embed
+    from ..core.transforms import IMAGENET_MEAN, IMAGENET_STD
     from ..errors import ImageError, VggnetsError
-    from ..features import layer_names
-    from ..models import build
-    from ..weights import IMAGENET_MEAN, IMAGENET_STD, WeightsEnum, resolve_weights
-    from .evaluate import parse_scales
+    from ..features.embeddings import embed
+    from ..features.extractor import layer_names
+    from ..io.images import read_image
+    from ..models.builders import build
+    from ..models.weights import WeightsEnum, resolve_weights
 
     output = Path(args.output)
     if output.suffix not in SUFFIXES:

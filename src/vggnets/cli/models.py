@@ -29,8 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def rows() -> list[dict]:
     """One record per model (default weights' accuracy; None where no weights are published)."""
-    from .. import configs
-    from ..weights import WEIGHTS
+    from ..core import configs
+    from ..models.weights import WEIGHTS
 
     out = []
     for name, spec in configs.MODELS.items():

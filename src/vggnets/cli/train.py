@@ -46,8 +46,8 @@ examples:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the subcommand."""
-    from ..configs import MODELS
-    from ..train import RECIPES
+    from ..core.configs import MODELS
+    from ..training.train import RECIPES
 
     p = add_subcommand(sub, "train", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("data", metavar="DATA", help="ImageFolder tree with train/ and val/ (or use --val-split)")
@@ -121,11 +121,11 @@ def run(args: argparse.Namespace) -> int:
     """Check everything that can be checked before the first write, then fit."""
     import torch
 
-    from .. import train as T
-    from ..curves import RunReport
     from ..errors import VggnetsError
-    from ..models import build
-    from ..weights import WeightsEnum, resolve_weights
+    from ..models.builders import build
+    from ..models.weights import WeightsEnum, resolve_weights
+    from ..training import train as T
+    from ..training.curves import RunReport
     from .common import check_runtime_options
 
     _check_options(args)
@@ -273,7 +273,7 @@ def _check_options(args: argparse.Namespace) -> None:
 def _recipe(args: argparse.Namespace):
     """The named recipe with the --set overrides (parsed by the type of each field's current value)."""
     from ..errors import VggnetsError
-    from ..train import Recipe, get_recipe
+    from ..training.train import Recipe, get_recipe
 
     recipe = get_recipe(args.recipe)
     fields = [f.name for f in dataclasses.fields(Recipe) if f.name != "name"]
@@ -330,7 +330,7 @@ def _weights_preprocessing(recipe, weights, overrides: list[str]):
 def _check_output(output: Path, resume: bool) -> dict | None:
     """Refuse to overwrite a run; with --resume, the run's last.pth (None: start a new run)."""
     from ..errors import VggnetsError
-    from ..train import load_checkpoint
+    from ..training.train import load_checkpoint
 
     existing = [name for name in ("last.pth", "best.pth", "metrics.csv") if (output / name).exists()]
     if not resume:

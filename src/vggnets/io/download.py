@@ -1,10 +1,9 @@
-"""Download, cache, verify and safely load checkpoint files.
+"""Download, cache and verify published files (torch.hub's checkpoint folder, mirrors, SHA-256).
 
 Files live in torch.hub's checkpoint folder, the one torchvision uses, so weights it already downloaded are
 reused. Downloads stream into a private temporary file next to the final one, are hashed while streaming, and
 are moved into place atomically only once their size and digest check out: a failed, interrupted or concurrent
-download never leaves a partial file under the final name. Checkpoints are read with ``weights_only=True`` (no
-arbitrary code) and memory-mapped where the format allows it.
+download never leaves a partial file under the final name.
 """
 
 from __future__ import annotations
@@ -14,8 +13,6 @@ import hashlib
 import http.client
 import io
 import os
-import pickle
-import re
 import socket
 import ssl
 import string
@@ -25,15 +22,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import torch
 
-from vggnets.errors import CheckpointError, ChecksumError, DownloadError
+from ..errors import ChecksumError, DownloadError
 
 MIRROR_ENV = "VGGNETS_WEIGHTS_MIRROR"
 TIMEOUT_ENV = "VGGNETS_DOWNLOAD_TIMEOUT"
@@ -42,8 +38,6 @@ STALE_PARTIAL_AGE_S = 3600.0
 
 _CHUNK_SIZE = 1 << 20
 _PARTIAL_SUFFIX = ".partial"
-_STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model")
-_KEY_PREFIXES = ("module.", "_orig_mod.")
 
 
 # --- cache ---
@@ -322,175 +316,3 @@ def _progress_bar(total: int | None, desc: str) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, file=stream)
-
-
-# --- loading ---
-
-
-def load_state_dict_file(
-    path: str | Path, *, what: str | None = None, convert_layout: bool = True
-) -> dict[str, torch.Tensor]:
-    """Read a .safetensors or torch.save checkpoint safely (weights_only, mmap) into a flat state dict.
-
-    With ``convert_layout`` (default), timm-layout checkpoints and Keras ``.h5``/``.keras`` files are converted to
-    our layout by :mod:`vggnets.convert` (Keras: RGB input, Caffe-style preprocessing).
-    """
-    path = Path(path)
-    name = f"{what} ({path})" if what else str(path)
-    if not path.exists():
-        raise CheckpointError(
-            f"Cannot load {name}: the path {path} does not exist. Check the path (relative paths are "
-            f"resolved from {Path.cwd()}), or, for published weights, let vggnets download them again."
-        )
-    advice = _redo_advice(path)
-    if path.is_dir():
-        raise CheckpointError(f"Cannot load {name}: {path} is a directory, not a checkpoint file. {advice}")
-    if path.stat().st_size == 0:
-        raise CheckpointError(
-            f"Cannot load {name}: {path} is empty (0 bytes), probably left by an interrupted download or "
-            f"copy. {advice}"
-        )
-    from . import convert
-
-    if convert_layout and convert.is_keras_file(path):
-        return convert.read_keras_h5(path)
-    if path.suffix.lower() == ".safetensors":
-        obj: object = _load_safetensors(path, name, advice)
-    else:
-        obj = _load_torch(path, name, advice)
-    state = _as_state_dict(obj, name, advice)
-    return convert.as_torchvision(state) if convert_layout else state
-
-
-def _redo_advice(path: Path) -> str:
-    """How to replace a bad file: re-download it if it lives in the cache, else recreate it."""
-    try:
-        in_cache = path.resolve().is_relative_to(cache_dir().resolve())
-    except OSError:
-        in_cache = False
-    if in_cache:
-        return f"Delete {path} so that it is downloaded again on next use."
-    return f"Copy or export {path} again from its source (and compare its SHA-256 with the original's)."
-
-
-def _load_safetensors(path: Path, name: str, advice: str) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(path, device="cpu")
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(
-            f"Cannot load {name}: it is not a readable safetensors file ({_first_line(exc)}); "
-            f"{_describe_format(path)}. {advice}"
-        ) from exc
-
-
-def _load_torch(path: Path, name: str, advice: str) -> object:
-    # Files from torch.save's zip format can be memory-mapped; legacy (pre-1.6) files cannot.
-    mmap = zipfile.is_zipfile(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except MemoryError:
-        raise
-    except pickle.UnpicklingError as exc:
-        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-        if unsafe:
-            raise CheckpointError(_unsafe_pickle_message(path, name, unsafe.group(1))) from exc
-        raise CheckpointError(_unreadable_message(path, name, advice, exc)) from exc
-    except Exception as exc:  # torch reports corrupt files as RuntimeError, EOFError, KeyError, ...
-        raise CheckpointError(_unreadable_message(path, name, advice, exc)) from exc
-
-
-def _unreadable_message(path: Path, name: str, advice: str, exc: BaseException) -> str:
-    return (
-        f"Cannot load {name}: it is not a readable PyTorch checkpoint; {_describe_format(path)} "
-        f"({type(exc).__name__}: {_first_line(exc)}). {advice}"
-    )
-
-
-def _unsafe_pickle_message(path: Path, name: str, global_name: str) -> str:
-    out = path.with_suffix(".safetensors")
-    convert = (
-        "import torch; from safetensors.torch import save_file; "
-        f"o = torch.load({str(path)!r}, weights_only=False); "
-        "o = o.get('state_dict', o.get('model', o)) if isinstance(o, dict) else o; "
-        "o = o.state_dict() if hasattr(o, 'state_dict') else o; "
-        f"save_file({{k: v.contiguous().clone() for k, v in o.items() if torch.is_tensor(v)}}, {str(out)!r})"
-    )
-    return (
-        f"Refusing to load {name}: it is a pickle that needs {global_name} to be unpickled, and vggnets "
-        "loads checkpoints with weights_only=True because unpickling arbitrary objects can run any code. "
-        f'If you trust the file, convert it once to safetensors and load that instead: python -c "{convert}" '
-        "(or allow the class with torch.serialization.add_safe_globals before loading)."
-    )
-
-
-def _describe_format(path: Path) -> str:
-    """What the first bytes of a file say it is, for error messages."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(64)
-    except OSError as exc:
-        return f"it cannot be read ({exc.strerror})"
-    stripped = head.lstrip().lower()
-    if head.startswith(b"PK\x03\x04"):
-        if zipfile.is_zipfile(path):
-            return "it is a zip archive, but not a valid torch.save checkpoint"
-        return "it starts like a torch.save zip archive but its end is missing, so it is truncated or corrupt"
-    if head.startswith(b"\x80"):
-        return "it looks like a legacy torch.save pickle that is truncated or corrupt"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "it is a JPEG image, not a checkpoint"
-    if head.startswith(b"\x89PNG"):
-        return "it is a PNG image, not a checkpoint"
-    if stripped.startswith((b"<!doctype html", b"<html")):
-        return "it is an HTML page (often an error or login page saved instead of the file), not a checkpoint"
-    if len(head) > 9 and head[8:10] == b'{"':
-        if path.suffix.lower() == ".safetensors":
-            return "it starts with a safetensors header, so it is truncated or corrupt"
-        return "it looks like a safetensors file: give it the .safetensors extension"
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError:
-        return "its format is not recognised"
-    return "it is a text file, not a checkpoint"
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first sentence of an exception's message (torch's are long), for embedding in ours."""
-    text = str(exc).strip()
-    return text.splitlines()[0].split(". ")[0].rstrip(".") if text else type(exc).__name__
-
-
-def _as_state_dict(obj: object, name: str, advice: str) -> dict[str, torch.Tensor]:
-    """Unwrap {'state_dict'|'model'|...: sd}, check str -> Tensor, strip DDP/compile key prefixes."""
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(
-            f"Cannot load {name}: it holds a {type(obj).__name__}, not a state dict (a mapping of parameter "
-            "names to tensors). Save the weights with torch.save(model.state_dict(), path) or safetensors' "
-            "save_file."
-        )
-    for key in _STATE_DICT_KEYS:
-        inner = obj.get(key)
-        if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
-            obj = inner
-            break
-    if not obj:
-        raise CheckpointError(f"Cannot load {name}: it holds an empty mapping with no tensors. {advice}")
-    for key, value in obj.items():
-        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
-            raise CheckpointError(
-                f"Cannot load {name}: it is not a state dict of tensors (entry {key!r} holds a "
-                f"{type(value).__name__}, and no 'state_dict' or 'model' entry holds the tensors). Save the "
-                "weights with torch.save(model.state_dict(), path) or safetensors' save_file."
-            )
-    state: dict[str, torch.Tensor] = dict(obj)
-    stripped = True
-    while stripped:
-        stripped = False
-        for prefix in _KEY_PREFIXES:
-            if all(k.startswith(prefix) for k in state):
-                state = {k[len(prefix) :]: v for k, v in state.items()}
-                stripped = True
-    return state

@@ -5,7 +5,7 @@ very different ratios on them, so every benchmark prints :func:`describe_cpu` fi
 :func:`matmul_peaks` imports torch lazily. The inference engine reads :func:`describe_cpu` to decide whether bf16 and
 int8 have hardware support here, and `vggnets benchmark` prints it with every table.
 
-    python -m vggnets.machine [--peaks] [--json]
+    python -m vggnets.inference.machine [--peaks] [--json]
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests for vggnets.hub: downloads against a local HTTP server (no internet), the cache, safe checkpoint loading."""
+"""Tests for vggnets.io.download: downloads against a local HTTP server (no internet), the cache, mirrors."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import hashlib
 import http.server
 import io
 import os
-import pickle
 import signal
 import socket
 import subprocess
@@ -18,10 +17,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
-from vggnets import hub
-from vggnets.errors import CheckpointError, ChecksumError, DownloadError
+from vggnets.errors import ChecksumError, DownloadError
+from vggnets.io import checkpoint
+from vggnets.io import download as hub
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 NAME = "tiny-0123abcd.pth"
@@ -382,7 +381,7 @@ def test_killed_download_leaves_no_file_and_stale_partial_is_cleaned(
     server: _Server, isolated_cache: Path
 ) -> None:
     code = (
-        "import sys; from vggnets.hub import download; "
+        "import sys; from vggnets.io.download import download; "
         "download(sys.argv[1], sys.argv[2], None, progress=False)"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
@@ -547,185 +546,6 @@ def test_progress_bar_on_terminal(
     assert (NAME in fake.getvalue()) is drawn
 
 
-# --- load_state_dict_file ---
-
-
-@pytest.fixture
-def load_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:
-    """Record the keyword arguments vggnets passes to torch.load."""
-    calls: list[dict[str, object]] = []
-    real_load = torch.load
-
-    def spy(*args: object, **kwargs: object) -> object:
-        calls.append(kwargs)
-        return real_load(*args, **kwargs)
-
-    monkeypatch.setattr(torch, "load", spy)
-    return calls
-
-
-def test_load_zip_checkpoint_is_memory_mapped(tmp_path: Path, load_calls) -> None:
-    path = tmp_path / "w.pth"
-    path.write_bytes(PAYLOAD)
-    state = hub.load_state_dict_file(path)
-    _assert_same_tensors(state, _state_dict())
-    assert type(state) is dict
-    assert load_calls == [{"map_location": "cpu", "weights_only": True, "mmap": True}]
-
-
-def test_load_legacy_non_zip_checkpoint(tmp_path: Path, load_calls) -> None:
-    path = tmp_path / "legacy.pth"
-    torch.save(_state_dict(), path, _use_new_zipfile_serialization=False)
-    _assert_same_tensors(hub.load_state_dict_file(path), _state_dict())
-    assert load_calls[-1]["mmap"] is False and load_calls[-1]["weights_only"] is True
-
-
-def test_load_safetensors(tmp_path: Path) -> None:
-    path = tmp_path / "w.safetensors"
-    save_file(_state_dict(), str(path))
-    _assert_same_tensors(hub.load_state_dict_file(path), _state_dict())
-
-
-@pytest.mark.parametrize(
-    "wrap",
-    [
-        lambda sd: {"state_dict": sd, "epoch": 3},
-        lambda sd: {"model": sd, "optimizer": {"lr": 0.01}, "args": [1, 2]},
-        lambda sd: {"model_state_dict": sd},
-        lambda sd: {f"module.{k}": v for k, v in sd.items()},
-        lambda sd: {f"_orig_mod.{k}": v for k, v in sd.items()},
-        lambda sd: {"state_dict": {f"module._orig_mod.{k}": v for k, v in sd.items()}},
-    ],
-    ids=["state_dict", "model", "model_state_dict", "ddp", "compiled", "wrapped-ddp-compiled"],
-)
-def test_load_unwraps_containers_and_prefixes(tmp_path: Path, wrap) -> None:
-    path = tmp_path / "wrapped.pt"
-    torch.save(wrap(_state_dict()), path)
-    _assert_same_tensors(hub.load_state_dict_file(path), _state_dict())
-
-
-def test_load_keeps_prefix_not_shared_by_all_keys(tmp_path: Path) -> None:
-    sd = {"module.a": torch.zeros(1), "b": torch.ones(1)}
-    path = tmp_path / "mixed.pth"
-    torch.save(sd, path)
-    assert list(hub.load_state_dict_file(path)) == ["module.a", "b"]
-
-
-def test_load_missing_path(tmp_path: Path) -> None:
-    path = tmp_path / "nope.pth"
-    with pytest.raises(CheckpointError, match="does not exist") as info:
-        hub.load_state_dict_file(path, what="vgg16 weights VGG16_Weights.IMAGENET1K_V1")
-    assert str(path) in str(info.value) and "VGG16_Weights.IMAGENET1K_V1" in str(info.value)
-
-
-def test_load_empty_file(tmp_path: Path) -> None:
-    path = tmp_path / "empty.pth"
-    path.touch()
-    with pytest.raises(CheckpointError, match="empty"):
-        hub.load_state_dict_file(path)
-
-
-def test_load_truncated_checkpoint(tmp_path: Path) -> None:
-    path = tmp_path / "half.pth"
-    path.write_bytes(PAYLOAD[: len(PAYLOAD) // 2])
-    with pytest.raises(CheckpointError, match="truncated") as info:
-        hub.load_state_dict_file(path)
-    assert str(path) in str(info.value)
-
-
-def test_load_truncated_legacy_checkpoint(tmp_path: Path) -> None:
-    data = _saved_bytes(_state_dict(), _use_new_zipfile_serialization=False)
-    path = tmp_path / "half-legacy.pth"
-    path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="truncated"):
-        hub.load_state_dict_file(path)
-
-
-def test_load_truncated_safetensors(tmp_path: Path) -> None:
-    path = tmp_path / "w.safetensors"
-    save_file(_state_dict(), str(path))
-    path.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(CheckpointError, match="safetensors"):
-        hub.load_state_dict_file(path)
-
-
-@pytest.mark.parametrize(
-    ("content", "kind"),
-    [
-        (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 4, "JPEG"),
-        (b"these are not the weights you are looking for\n", "text file"),
-        (b"<!DOCTYPE html><html><body>Please log in</body></html>", "HTML page"),
-    ],
-    ids=["jpeg", "text", "html"],
-)
-def test_load_file_that_is_not_a_checkpoint(tmp_path: Path, content: bytes, kind: str) -> None:
-    path = tmp_path / "weights.pth"
-    path.write_bytes(content)
-    with pytest.raises(CheckpointError) as info:
-        hub.load_state_dict_file(path)
-    assert kind in str(info.value) and str(path) in str(info.value)
-
-
-class Unsafe:
-    """A custom class: unpickling it needs a global that weights_only=True refuses."""
-
-
-def test_load_refuses_unsafe_pickle(tmp_path: Path) -> None:
-    path = tmp_path / "unsafe.pth"
-    torch.save({"weight": torch.zeros(2), "config": Unsafe()}, path)
-    with pytest.raises(CheckpointError) as info:
-        hub.load_state_dict_file(path)
-    message = str(info.value)
-    assert "Unsafe" in message and "weights_only=True" in message and "arbitrary" in message
-    assert "save_file" in message and str(path.with_suffix(".safetensors")) in message
-    assert isinstance(info.value.__cause__, pickle.UnpicklingError)
-
-
-def test_unsafe_pickle_conversion_command_works(tmp_path: Path) -> None:
-    path = tmp_path / "unsafe.pth"
-    torch.save({"model": _state_dict(), "config": Unsafe()}, path)
-    with pytest.raises(CheckpointError) as info:
-        hub.load_state_dict_file(path)
-    command = str(info.value).split('python -c "', 1)[1].split('"', 1)[0]
-    exec(command, {"__name__": "convert"})  # what a user who trusts the file would run
-    _assert_same_tensors(hub.load_state_dict_file(path.with_suffix(".safetensors")), _state_dict())
-
-
-@pytest.mark.parametrize(
-    ("obj", "expected"),
-    [
-        ([torch.zeros(1)], "list"),
-        (torch.zeros(3), "Tensor"),
-        ({"weight": torch.zeros(1), "lr": 0.1}, "'lr'"),
-        ({1: torch.zeros(1)}, "1"),
-        ({}, "empty"),
-    ],
-    ids=["list", "tensor", "non-tensor-value", "non-str-key", "empty"],
-)
-def test_load_rejects_non_state_dict(tmp_path: Path, obj: object, expected: str) -> None:
-    path = tmp_path / "odd.pth"
-    torch.save(obj, path)
-    with pytest.raises(CheckpointError, match="Cannot load") as info:
-        hub.load_state_dict_file(path)
-    assert expected in str(info.value)
-
-
-def test_corrupt_cached_file_says_delete_to_redownload(isolated_cache: Path, tmp_path: Path) -> None:
-    isolated_cache.mkdir(parents=True)
-    cached = isolated_cache / NAME
-    cached.write_bytes(PAYLOAD[:1000])
-    with pytest.raises(CheckpointError) as info:
-        hub.load_state_dict_file(cached, what="tiny weights")
-    message = str(info.value)
-    assert f"Delete {cached}" in message and "downloaded again" in message and "tiny weights" in message
-
-    elsewhere = tmp_path / NAME
-    elsewhere.write_bytes(PAYLOAD[:1000])
-    with pytest.raises(CheckpointError) as info:
-        hub.load_state_dict_file(elsewhere)
-    assert "Delete" not in str(info.value)
-
-
 def test_downloaded_file_loads(server: _Server) -> None:
     path = hub.ensure_file(server.url("files"), NAME, SHA)
-    _assert_same_tensors(hub.load_state_dict_file(path), _state_dict())
+    _assert_same_tensors(checkpoint.load_state_dict_file(path), _state_dict())

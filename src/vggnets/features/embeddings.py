@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .dense import HEAD_LAYERS, fully_convolutional
-from .features import FeatureExtractor
-from .models import VGG
-from .transforms import ImageClassification
+from ..core.transforms import ImageClassification
+from ..core.vgg import VGG
+from ..models.dense import HEAD_LAYERS, fully_convolutional
+from .extractor import FeatureExtractor
 
 #: The paper's Appendix B descriptor: the 4096-d penultimate activations, after ReLU.
 DEFAULT_LAYER = "relu7"

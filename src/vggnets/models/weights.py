@@ -17,19 +17,15 @@ from typing import Any
 
 import torch
 
-from . import configs, hub
-from .errors import UnknownWeightsError, WeightsError
+from ..convert.files import read_weights
+from ..core import configs
+from ..core.transforms import CAFFE_MEAN, CAFFE_STD, IMAGENET_MEAN, IMAGENET_STD, ImageClassification
+from ..errors import UnknownModelError, UnknownWeightsError, WeightsError
+from ..io.download import cached_path, ensure_file
 
 BASE_URL = "https://download.pytorch.org/models/"
 RECIPE_TORCHVISION = "https://github.com/pytorch/vision/tree/main/references/classification#alexnet-and-vgg"
 RECIPE_FEATURES = "https://github.com/amdegroot/ssd.pytorch#training-ssd"
-
-#: ImageNet normalisation of torchvision's weights (RGB in [0, 1]).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-#: Caffe-style normalisation of IMAGENET1K_FEATURES: RGB in [0, 255] minus the mean pixel, no scaling.
-CAFFE_MEAN = (0.48235, 0.45882, 0.40784)
-CAFFE_STD = (1.0 / 255.0, 1.0 / 255.0, 1.0 / 255.0)
 
 #: SHA-256 of each published file: the full digest where it is known, else the 8-hex prefix in the file name.
 #: ``vggnets download --verify`` prints the full digest of a downloaded file so a site can pin it here.
@@ -82,13 +78,6 @@ IMAGENET_CATEGORIES: list[str] = _read_asset("imagenet_categories.txt")
 IMAGENET_WNIDS: list[str] = _read_asset("imagenet_synsets.txt")
 
 
-def _preset(**kwargs: Any) -> Any:
-    """The weights' preprocessing, imported lazily so that ``import vggnets`` does not import torchvision."""
-    from .transforms import ImageClassification
-
-    return ImageClassification(**kwargs)
-
-
 @dataclass(frozen=True, eq=False)
 class Weights:
     """One published checkpoint: where it lives, how to preprocess for it, and what it scored."""
@@ -138,11 +127,11 @@ class WeightsEnum(enum.Enum):
 
     def cached_path(self) -> Path | None:
         """Path of the file in the cache (official or legacy name), or None if it has not been downloaded."""
-        return hub.cached_path(self.file_name, LEGACY_FILES.get(self.file_name, ()))
+        return cached_path(self.file_name, LEGACY_FILES.get(self.file_name, ()))
 
     def download(self, *, progress: bool = True, quiet: bool = False) -> Path:
         """Return the cached file, downloading (and verifying) it first if needed."""
-        return hub.ensure_file(
+        return ensure_file(
             self.url,
             self.file_name,
             self.sha256,
@@ -153,7 +142,7 @@ class WeightsEnum(enum.Enum):
 
     def get_state_dict(self, *, progress: bool = True, quiet: bool = False) -> dict[str, torch.Tensor]:
         """Download if needed, then read the checkpoint safely (weights only, memory-mapped)."""
-        return hub.load_state_dict_file(self.download(progress=progress, quiet=quiet), what=str(self))
+        return read_weights(self.download(progress=progress, quiet=quiet), what=str(self))
 
 
 def _weights_entry(model: str, tag: str, file: str, acc1: float, acc5: float, mib: float) -> Weights:
@@ -178,7 +167,9 @@ def _weights_entry(model: str, tag: str, file: str, acc1: float, acc5: float, mi
     }
     mean, std = (CAFFE_MEAN, CAFFE_STD) if features else (IMAGENET_MEAN, IMAGENET_STD)
     return Weights(
-        BASE_URL + file, partial(_preset, crop_size=224, resize_size=256, mean=mean, std=std), meta
+        BASE_URL + file,
+        partial(ImageClassification, crop_size=224, resize_size=256, mean=mean, std=std),
+        meta,
     )
 
 
@@ -235,7 +226,7 @@ def get_model_weights(name: str) -> type[WeightsEnum]:
             f"weights for). Build it with weights=None to train it, or pass weights='/path/to/checkpoint.pth'. "
             f"Models with published weights: {', '.join(WEIGHTS)}."
         )
-    raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(configs.MODELS)}")
+    raise UnknownModelError(f"unknown model {name!r}; choose one of: {', '.join(configs.MODELS)}")
 
 
 def get_weight(name: str) -> WeightsEnum:

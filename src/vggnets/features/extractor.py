@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from .models import VGG
+    from ..core.vgg import VGG
 
 __all__ = ["HEAD_NAMES", "FeatureExtractor", "layer_names", "named_layers"]
 

@@ -172,7 +172,7 @@ def quantize_int8(module: nn.Module, calibration: Iterable[torch.Tensor]) -> tor
 
 def sample_images_dir() -> Path:
     """The photos shipped in the package (the same as examples/images): the default int8 calibration set."""
-    return Path(__file__).resolve().parent / "assets" / "images"
+    return Path(__file__).resolve().parents[1] / "assets" / "images"
 
 
 def load_calibration_images(
@@ -182,8 +182,8 @@ def load_calibration_images(
 ) -> torch.Tensor:
     """uint8 crops (N, 3, S, S) for int8 calibration: the bundled photos (``None``), a directory of images, or a ready
     uint8 tensor. Unreadable files are skipped; at most ``limit`` images are used."""
-    from .data import collect_images, read_image
-    from .errors import VggnetsError
+    from ..errors import VggnetsError
+    from ..io.images import collect_images, read_image
 
     if isinstance(source, torch.Tensor):
         if source.dtype != torch.uint8 or source.dim() != 4:
@@ -327,7 +327,7 @@ class Predictor:
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
-        from .errors import VggnetsError
+        from ..errors import VggnetsError
 
         if not isinstance(images, torch.Tensor):
             images = torch.stack(list(images))
@@ -375,7 +375,7 @@ def _resolve_device(device: str | torch.device | None, info_warnings: list[str])
 
 def _resolve_precision(precision: str, device: torch.device, warn: list[str]) -> str:
     if precision not in PRECISIONS:
-        from .errors import VggnetsError
+        from ..errors import VggnetsError
 
         raise VggnetsError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
     if device.type == "cuda":
@@ -405,7 +405,7 @@ def _resolve_compile(compile: bool | str, device: torch.device) -> str:
     if compile is False or compile is None:
         return "none"
     if compile not in COMPILE_MODES:
-        from .errors import VggnetsError
+        from ..errors import VggnetsError
 
         raise VggnetsError(
             f"unknown compile mode {compile!r}; choose one of {', '.join(COMPILE_MODES)} (or True/False)."
@@ -457,7 +457,7 @@ def optimize(
     freezing), or False (eager). ``mean``/``std``/``image_size``/``resize_size`` default to ``weights.transforms()``
     when ``weights`` is given, else ImageNet's statistics, 224 and 256. The model itself is not modified.
     """
-    from .errors import VggnetsError
+    from ..errors import VggnetsError
 
     start = time.perf_counter()
     if batch_size < 1 or batch_size > MAX_BATCH:

@@ -1,4 +1,4 @@
-"""Preprocessing presets: the exact transforms the published weights were evaluated with.
+"""Preprocessing presets of the published weights, and the one home of the ImageNet and Caffe mean and std.
 
 The steps call ``torchvision.transforms.functional`` (imported lazily, so ``import vggnets`` stays light), the same
 functions torchvision's own presets call: a PIL image is resized by Pillow and a tensor by torch in float with rounding
@@ -14,6 +14,13 @@ from typing import Any
 import torch
 from torch import nn
 
+#: ImageNet normalisation of torchvision's (and timm's) weights (RGB in [0, 1]).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Caffe-style normalisation of IMAGENET1K_FEATURES: RGB in [0, 255] minus the mean pixel, no scaling.
+CAFFE_MEAN = (0.48235, 0.45882, 0.40784)
+CAFFE_STD = (1.0 / 255.0, 1.0 / 255.0, 1.0 / 255.0)
+
 
 class ImageClassification(nn.Module):
     """Resize the smaller side to ``resize_size`` (bilinear, antialiased), center-crop ``crop_size``, scale to [0, 1]
@@ -25,8 +32,8 @@ class ImageClassification(nn.Module):
         *,
         crop_size: int,
         resize_size: int = 256,
-        mean: Sequence[float] = (0.485, 0.456, 0.406),
-        std: Sequence[float] = (0.229, 0.224, 0.225),
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
         interpolation: Any = None,
         antialias: bool = True,
     ) -> None:

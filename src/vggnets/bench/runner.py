@@ -189,7 +189,7 @@ def photo_crops(
     folder: str | Path | None, image_size: int, resize_size: int, limit: int = 256
 ) -> torch.Tensor:
     """uint8 center crops of the photos in ``folder`` (default: the bundled photos)."""
-    from .engine import CropUint8, load_calibration_images
+    from ..inference.engine import CropUint8, load_calibration_images
 
     return load_calibration_images(folder, CropUint8(resize_size, image_size), limit=limit)
 
@@ -219,7 +219,7 @@ def baseline_model(
         if state_dict is not None:
             model.load_state_dict(state_dict)
         return model.eval(), f"torchvision.models.{name} fp32 eager NCHW"
-    from .models import build
+    from ..models.builders import build
 
     model = build(name, width=width)
     if state_dict is not None:
@@ -248,9 +248,9 @@ def run_benchmark(
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the baseline and each precision of the engine; return a JSON-ready report (see ``ROW_KEYS``)."""
-    from . import __version__
-    from .machine import describe_cpu
-    from .models import build
+    from ..inference.machine import describe_cpu
+    from ..models.builders import build
+    from ..version import __version__
 
     say = log or (lambda _msg: None)
     dev = torch.device(device)
@@ -334,7 +334,7 @@ class Setup:
 
     def engine(self, model: nn.Module, precision: str, compile: bool | str, *, warmup: bool = True) -> Any:
         """``vggnets.optimize`` for this benchmark's batch size, input size and normalisation."""
-        from .engine import optimize
+        from ..inference.engine import optimize
 
         return optimize(
             model,
@@ -395,7 +395,7 @@ def measure_engine(
     say: Callable[[str], None],
 ) -> dict[str, Any]:
     """Build the engine for ``precision`` from empty caches (cold), time it, rebuild it from the warm caches."""
-    from . import engine
+    from ..inference import engine
 
     def build(warmup: bool = True):
         return s.engine(model, precision, compile, warmup=warmup)
@@ -488,8 +488,8 @@ def run_end_to_end(
     model in a worker). Compile time is excluded (the predictor is built before the clock starts)."""
     from torchvision import transforms as T
 
-    from .classify import classify_files
-    from .data import collect_images
+    from ..inference.classify import classify_files
+    from ..io.images import collect_images
 
     files, _ = collect_images([str(folder)], recursive=True)
     preprocess = T.Compose(
@@ -553,7 +553,7 @@ def _device_name(device: torch.device) -> str:
 def _device_peaks(device: torch.device) -> dict[str, float | None]:
     if device.type == "cuda":
         return _cuda_peaks(device)
-    from .machine import matmul_peaks
+    from ..inference.machine import matmul_peaks
 
     return matmul_peaks()
 
@@ -589,7 +589,7 @@ def _fmt(value: Any, spec: str) -> str:
 
 def format_report(report: dict[str, Any]) -> str:
     """The report as text: machine lines, then a Markdown table (ready for notes and the README)."""
-    from .machine import format_cpu
+    from ..inference.machine import format_cpu
 
     cpu = dict(report["cpu"], measured_peaks=report.get("matmul_peaks"))
     lines = [

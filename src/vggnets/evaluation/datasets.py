@@ -33,9 +33,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .data import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, collect_images, read_image
-from .errors import DatasetError, ImageError, MissingDependencyError
-from .weights import IMAGENET_CATEGORIES, IMAGENET_WNIDS
+from ..errors import DatasetError, ImageError, MissingDependencyError
+from ..io.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, collect_images, read_image
+from ..models.weights import IMAGENET_CATEGORIES, IMAGENET_WNIDS
 
 __all__ = [
     "FORMATS",

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .errors import ImageError
+from ..errors import ImageError
 
 
 @dataclass
@@ -70,7 +70,7 @@ class ImageFiles(Dataset):
 
     def load(self, i: int, *, encoded_jpegs: bool) -> Item:
         """File ``i``: decoded and preprocessed, or (``encoded_jpegs``) a JPEG's bytes; an error as a value."""
-        from .data import read_jpeg_or_image
+        from ..io.images import read_jpeg_or_image
 
         try:
             image, encoded = read_jpeg_or_image(
@@ -89,7 +89,7 @@ class ImageFiles(Dataset):
 
     def _check_resized_size(self, image: torch.Tensor) -> None:
         """Refuse extreme aspect ratios before the preset upsamples them (see data.check_resized_size)."""
-        from .data import check_resized_size
+        from ..io.images import check_resized_size
 
         resize = getattr(self.transform, "resize_size", None)
         if resize:
@@ -99,7 +99,7 @@ class ImageFiles(Dataset):
 def decode_batch(batch: list[Item], dataset: ImageFiles, device: torch.device | str) -> list[Item]:
     """Decode a batch's :class:`EncodedJpeg` items in one call on ``device`` and preprocess them there; an image the
     batched decoder refuses is decoded on the CPU instead (which also gives unreadable files their usual message)."""
-    from .data import decode_jpegs
+    from ..io.images import decode_jpegs
 
     encoded = [(pos, i, x.data) for pos, (i, x, _) in enumerate(batch) if isinstance(x, EncodedJpeg)]
     if not encoded:
@@ -145,7 +145,7 @@ def classify_files(
 ) -> Iterator[Prediction]:
     """Yield one :class:`Prediction` per file, in order. Unreadable files yield a prediction with ``error`` set.
 
-    ``model`` is a module taking ``transform``'s output, or an engine :class:`~vggnets.engine.Predictor` (then pass
+    ``model`` is a module taking ``transform``'s output, or an engine :class:`~vggnets.inference.engine.Predictor` (then pass
     ``transform=predictor.preprocess``: uint8 crops, normalised inside the predictor's graph). ``decode_device``
     (e.g. the CUDA device): JPEGs are read by the loader but decoded there, a batch per call (nvJPEG), and
     preprocessed there; other formats are decoded by the loader as usual.
