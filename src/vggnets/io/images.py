@@ -334,48 +334,56 @@ def collect_images(
     files: list[Path] = []
     problems: list[tuple[str, str]] = []
     seen: set[str] = set()
-
-    def add(p: Path) -> None:
-        key = os.path.normcase(os.path.abspath(p))
-        if key not in seen:
-            seen.add(key)
-            files.append(p)
-
     for item in inputs:
-        text = str(item)
-        path = Path(item)
-        if not path.exists() and text.startswith("~"):
-            expanded = Path(os.path.expanduser(text))
-            if expanded.exists():
-                path = expanded
-        if path.is_dir():
-            found = _sorted(_images_in(path, recursive))
-            if found:
-                for p in found:
-                    add(p)
-            elif not recursive and any(True for _ in _images_in(path, True)):
-                problems.append(
-                    (text, f"no images found in directory {text} (use --recursive for subfolders)")
-                )
-            else:
-                problems.append((text, f"no images found in directory {text}"))
-        elif path.is_file():
-            add(path)
-        elif path.exists():
-            problems.append((text, f"not a regular file: {text}"))
-        elif _GLOB_MAGIC.search(text):
-            matches = [Path(m) for m in glob.glob(os.path.expanduser(text), recursive=recursive)]
-            images = _sorted(m for m in matches if m.is_file() and _is_image(m))
-            if images:
-                for p in images:
-                    add(p)
-            elif matches:
-                problems.append((text, f"pattern matched no image files: {text}"))
-            else:
-                problems.append((text, f"pattern matched no files: {text}"))
-        else:
-            problems.append((text, f"no such file or directory: {text}"))
+        found, problem = _expand_input(item, recursive)
+        if problem is not None:
+            problems.append((str(item), problem))
+        for p in found:
+            key = os.path.normcase(os.path.abspath(p))
+            if key not in seen:
+                seen.add(key)
+                files.append(p)
     return files, problems
+
+
+def _expand_input(item: str | Path, recursive: bool) -> tuple[list[Path], str | None]:
+    """One command-line input as (image files, None), or ([], the message saying why it matches nothing)."""
+    text = str(item)
+    path = Path(item)
+    if not path.exists() and text.startswith("~"):
+        expanded = Path(os.path.expanduser(text))
+        if expanded.exists():
+            path = expanded
+    if path.is_dir():
+        return _expand_directory(path, text, recursive)
+    if path.is_file():
+        return [path], None
+    if path.exists():
+        return [], f"not a regular file: {text}"
+    if _GLOB_MAGIC.search(text):
+        return _expand_pattern(text, recursive)
+    return [], f"no such file or directory: {text}"
+
+
+def _expand_directory(path: Path, text: str, recursive: bool) -> tuple[list[Path], str | None]:
+    """The images in a directory, sorted; or why there are none (with a hint when subfolders hold some)."""
+    found = _sorted(_images_in(path, recursive))
+    if found:
+        return found, None
+    if not recursive and any(True for _ in _images_in(path, True)):
+        return [], f"no images found in directory {text} (use --recursive for subfolders)"
+    return [], f"no images found in directory {text}"
+
+
+def _expand_pattern(text: str, recursive: bool) -> tuple[list[Path], str | None]:
+    """The image files a glob pattern matches, sorted; or why there are none."""
+    matches = [Path(m) for m in glob.glob(os.path.expanduser(text), recursive=recursive)]
+    images = _sorted(m for m in matches if m.is_file() and _is_image(m))
+    if images:
+        return images, None
+    if matches:
+        return [], f"pattern matched no image files: {text}"
+    return [], f"pattern matched no files: {text}"
 
 
 def _is_image(p: Path) -> bool:

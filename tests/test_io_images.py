@@ -1,4 +1,4 @@
-"""Tests for vggnets.data: image decoding (read_image) and input collection (collect_images)."""
+"""Tests for vggnets.io.images (also importable as vggnets.data): image decoding (read_image) and input collection (collect_images)."""
 
 from __future__ import annotations
 
