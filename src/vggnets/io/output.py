@@ -16,25 +16,54 @@ PARTIAL_SUFFIX = ".partial"
 def atomic_write(path: str | Path, write: Callable[[Path], None], *, overwrite: bool = False) -> Path:
     """Create ``path`` by calling ``write(tmp)`` on a temporary file beside it, then renaming it into place.
 
-    The temporary file is fsynced before the rename and removed on any failure, so ``path`` is either absent, the old
-    file, or the complete new one. An existing ``path`` is replaced only with ``overwrite=True``.
+    The temporary file keeps the extension of ``path`` (writers such as ``np.save`` and ``torch.export.save`` go by
+    it), gets the usual permissions (rw for everyone minus the umask, as ``open`` gives), is fsynced before the rename
+    and removed on any failure, so ``path`` is either absent, the old file, or the complete new one. An existing
+    ``path`` is replaced only with ``overwrite=True``, also one that appears while ``write`` runs.
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise VggnetsError(f"{path} already exists; pass --force (overwrite=True in Python) to replace it.")
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=path.parent)
+        raise _exists_error(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX + path.suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        _usual_permissions(tmp)
+        _publish(tmp, path, overwrite)
+    finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise
     return path
+
+
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Move ``tmp`` to ``path``; without ``overwrite``, never replace a file, even one that appeared meanwhile."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # fails if path exists: no window in which another file could be replaced
+    except FileExistsError:
+        raise _exists_error(path) from None
+    except OSError:  # no hard links on this file system
+        if path.exists():
+            raise _exists_error(path) from None
+        os.replace(tmp, path)
+
+
+def _usual_permissions(path: Path) -> None:
+    """rw for everyone minus the umask (mkstemp creates files 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o666 & ~umask)
+
+
+def _exists_error(path: Path) -> VggnetsError:
+    return VggnetsError(f"{path} already exists; pass --force (overwrite=True in Python) to replace it.")
 
 
 def write_text(path: str | Path, text: str, *, overwrite: bool = False) -> Path:
