@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
+import os
 import pickle
+import warnings
 from pathlib import Path
 
 import pytest
@@ -184,7 +187,87 @@ def test_load_refuses_unsafe_pickle(tmp_path: Path) -> None:
     message = str(info.value)
     assert "Unsafe" in message and "weights_only=True" in message and "arbitrary" in message
     assert "save_file" in message and str(path.with_suffix(".safetensors")) in message
-    assert isinstance(info.value.__cause__, pickle.UnpicklingError)
+    assert "refuses to run code from a checkpoint" in message
+
+
+class RunsCode:
+    """Unpickling this runs a shell command (the attack weights_only guards against)."""
+
+    def __reduce__(self):
+        return (os.system, ("echo vggnets-test-pwned",))
+
+
+@pytest.mark.parametrize("form", ["zip", "legacy", "plain-pickle"])
+def test_checkpoint_that_carries_code_is_refused_as_such(tmp_path: Path, form: str, capfd) -> None:
+    path = tmp_path / "evil.pth"
+    payload = {"features.0.weight": torch.zeros(1), "x": RunsCode()}
+    if form == "plain-pickle":
+        path.write_bytes(pickle.dumps(payload, protocol=4))
+    else:
+        torch.save(payload, path, _use_new_zipfile_serialization=form == "zip")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no torch warning may reach the user
+        with pytest.raises(CheckpointError) as info:
+            checkpoint.load_state_dict_file(path)
+    message = str(info.value)
+    assert "refuses to run code from a checkpoint" in message and f"{os.system.__module__}.system" in message
+    assert "corrupt" not in message and "truncated" not in message
+    assert "pwned" not in capfd.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "torch_message",
+    [
+        "Weights only load failed. Unsupported global: GLOBAL torch.load was not an allowed global",  # torch < 2.6
+        "Weights only load failed. Trying to load unsupported GLOBAL torch.load whose module torch is blocked.",
+    ],
+)
+def test_refusal_does_not_depend_on_torch_message_text(tmp_path, monkeypatch, torch_message) -> None:
+    """A global our scan lets through but torch refuses is still named, whatever torch's wording."""
+    path = tmp_path / "w.pth"
+    torch.save(_state_dict(), path)
+
+    def refuse(*args, **kwargs):
+        raise pickle.UnpicklingError(torch_message)
+
+    monkeypatch.setattr(torch, "load", refuse)
+    with pytest.raises(CheckpointError, match="references torch.load"):
+        checkpoint.load_state_dict_file(path)
+
+
+def test_pickle_scan_names_globals_without_unpickling() -> None:
+    data = pickle.dumps({"a": RunsCode(), "b": collections.OrderedDict()}, protocol=4)
+    found = checkpoint.pickle_globals(data)
+    assert "collections.OrderedDict" in found
+    assert checkpoint.code_references(found) == [f"{os.system.__module__}.system"]
+    assert checkpoint.code_references(["torch._utils._rebuild_tensor_v2", "torch.FloatStorage"]) == []
+
+
+def test_torchscript_archive_is_named_with_the_way_to_load_it(tmp_path: Path) -> None:
+    path = tmp_path / "scripted.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), path)
+    with pytest.raises(CheckpointError) as info:
+        checkpoint.load_state_dict_file(path)
+    assert "TorchScript archive" in str(info.value) and "torch.jit.load" in str(info.value)
+    assert checkpoint.file_kind(path) == "torchscript"
+
+
+def test_unreadable_file_says_permission_denied(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "w.pth"
+    torch.save(_state_dict(), path)
+    real_open = open
+
+    def guarded(file, *args, **kwargs):
+        if Path(file) == path:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", guarded)
+    with pytest.raises(CheckpointError, match="permission denied") as info:
+        checkpoint.load_state_dict_file(path)
+    assert "corrupt" not in str(info.value)
 
 
 def test_unsafe_pickle_conversion_command_works(tmp_path: Path) -> None:

@@ -6,8 +6,11 @@ DDP/compile key prefixes stripped); :mod:`vggnets.convert.files` turns timm and 
 
 from __future__ import annotations
 
+import io
 import pickle
+import pickletools
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +32,16 @@ def check_file(path: Path, name: str) -> None:
             f"resolved from {Path.cwd()}), or, for published weights, let vggnets download them again."
         )
     advice = redo_advice(path)
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        raise CheckpointError(
+            f"Cannot load {name}: permission denied reading {path}. Make the file readable for this user "
+            f"(e.g. chmod a+r {path}) or copy it somewhere readable."
+        ) from None
+    except IsADirectoryError:
+        pass
     if path.is_dir():
         raise CheckpointError(f"Cannot load {name}: {path} is a directory, not a checkpoint file. {advice}")
     if path.stat().st_size == 0:
@@ -76,17 +89,104 @@ def _load_safetensors(path: Path, name: str, advice: str) -> dict[str, torch.Ten
         ) from exc
 
 
-def _load_torch(path: Path, name: str, advice: str) -> object:
-    # Files from torch.save's zip format can be memory-mapped; legacy (pre-1.6) files cannot.
-    mmap = zipfile.is_zipfile(path)
+#: Globals a weights-only checkpoint may name: torch's tensor, storage and dtype types and rebuild functions, and the
+#: few containers torch.save writes. Anything else is code that unpickling would import and may run.
+_DATA_MODULES = ("torch", "collections")
+_DATA_GLOBALS = frozenset({"_codecs.encode", "builtins.set", "builtins.bytearray", "builtins.complex"})
+
+
+def pickle_globals(data: bytes, *, limit: int = 8) -> list[str]:
+    """The ``module.name`` globals the pickles at the start of ``data`` reference, in order (a legacy torch.save file
+    is several pickles back to back); stops quietly at the first byte that is not a pickle."""
+    found: list[str] = []
+    stream = io.BytesIO(data)
+    for _ in range(limit):
+        start = stream.tell()
+        if data[start : start + 1] != b"\x80":
+            break
+        strings: list[str] = []
+        try:
+            for opcode, arg, _pos in pickletools.genops(stream):
+                if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                    strings = [*strings[-1:], arg]
+                elif opcode.name == "GLOBAL":
+                    found.append(str(arg).replace(" ", "."))
+                elif opcode.name == "STACK_GLOBAL" and len(strings) == 2:
+                    found.append(".".join(strings))
+        except Exception:  # a truncated or non-pickle tail: what was read so far still counts
+            break
+    return found
+
+
+def code_references(globals_: list[str]) -> list[str]:
+    """The globals of a pickle that are not plain checkpoint data (see ``_DATA_MODULES``)."""
+
+    def is_data(name: str) -> bool:
+        module = name.rpartition(".")[0]
+        return name in _DATA_GLOBALS or module in _DATA_MODULES or module.startswith("torch.")
+
+    return [name for name in dict.fromkeys(globals_) if not is_data(name)]
+
+
+def file_kind(path: Path) -> str:
+    """What a checkpoint file is, from its content: ``torch-zip``, ``torchscript``, ``legacy-pickle``, ``safetensors``,
+    ``hdf5`` or ``other``."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith(b"PK\x03\x04") and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+        if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+            return "torchscript"
+        return "torch-zip"
+    if head.startswith(b"\x80"):
+        return "legacy-pickle"
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "hdf5"
+    if len(head) > 9 and head[8:10] == b'{"':
+        return "safetensors"
+    return "other"
+
+
+def _referenced_code(path: Path, kind: str) -> list[str]:
+    """Globals outside plain checkpoint data that the file's pickles reference (read without unpickling)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        if kind == "torch-zip":
+            with zipfile.ZipFile(path) as archive:
+                pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
+                data = archive.read(pickles[0]) if pickles else b""
+        else:
+            with open(path, "rb") as f:
+                data = f.read(1 << 20)  # the pickles of a legacy file come before its tensor data
+    except (OSError, zipfile.BadZipFile, KeyError):
+        return []
+    return code_references(pickle_globals(data))
+
+
+def _load_torch(path: Path, name: str, advice: str) -> object:
+    """torch.load with weights_only (and mmap for zip files), after refusing files that carry code or are not
+    state dicts; torch's own warnings never reach the user."""
+    kind = file_kind(path)
+    if kind == "torchscript":
+        raise CheckpointError(
+            f"Cannot load {name}: {path} is a TorchScript archive (torch.jit.save), a whole compiled model rather "
+            "than a state dict of weights. Load it with torch.jit.load, or save the weights of the model with "
+            "torch.save(model.state_dict(), path) and pass that file."
+        )
+    if kind in ("torch-zip", "legacy-pickle"):
+        code = _referenced_code(path, kind)
+        if code:
+            raise CheckpointError(_unsafe_pickle_message(path, name, code))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=kind == "torch-zip")
     except MemoryError:
         raise
     except pickle.UnpicklingError as exc:
-        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        unsafe = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(exc))
         if unsafe:
-            raise CheckpointError(_unsafe_pickle_message(path, name, unsafe.group(1))) from exc
+            raise CheckpointError(_unsafe_pickle_message(path, name, [unsafe.group(1)])) from exc
         raise CheckpointError(_unreadable_message(path, name, advice, exc)) from exc
     except Exception as exc:  # torch reports corrupt files as RuntimeError, EOFError, KeyError, ...
         raise CheckpointError(_unreadable_message(path, name, advice, exc)) from exc
@@ -99,7 +199,7 @@ def _unreadable_message(path: Path, name: str, advice: str, exc: BaseException) 
     )
 
 
-def _unsafe_pickle_message(path: Path, name: str, global_name: str) -> str:
+def _unsafe_pickle_message(path: Path, name: str, code: list[str]) -> str:
     out = path.with_suffix(".safetensors")
     convert = (
         "import torch; from safetensors.torch import save_file; "
@@ -109,8 +209,9 @@ def _unsafe_pickle_message(path: Path, name: str, global_name: str) -> str:
         f"save_file({{k: v.contiguous().clone() for k, v in o.items() if torch.is_tensor(v)}}, {str(out)!r})"
     )
     return (
-        f"Refusing to load {name}: it is a pickle that needs {global_name} to be unpickled, and vggnets "
-        "loads checkpoints with weights_only=True because unpickling arbitrary objects can run any code. "
+        f"Refusing to load {name}: vggnets refuses to run code from a checkpoint, and this pickle references "
+        f"{', '.join(code[:4])}{' ...' if len(code) > 4 else ''}; checkpoints are read with weights_only=True "
+        "because unpickling arbitrary objects can run any code. "
         f'If you trust the file, convert it once to safetensors and load that instead: python -c "{convert}" '
         "(or allow the class with torch.serialization.add_safe_globals before loading)."
     )
