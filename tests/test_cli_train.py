@@ -17,8 +17,8 @@ import pytest
 import torch
 
 import vggnets
+import vggnets.training as T
 from vggnets.cli import main
-from vggnets.training import train as T
 
 pytest.importorskip("sklearn")
 

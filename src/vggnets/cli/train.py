@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -46,25 +45,24 @@ examples:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the subcommand."""
-    from ..core.configs import MODELS
-    from ..training.train import RECIPES
-
     p = add_subcommand(sub, "train", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("data", metavar="DATA", help="ImageFolder tree with train/ and val/ (or use --val-split)")
+    _add_model_arguments(p)
+    _add_training_arguments(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and augmentation")
+    p.add_argument("--output", default=None, metavar="DIR", help="run folder (default: runs/MODEL)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output from its last.pth")
+    add_runtime_options(p, batch_size=256, workers=2, batch_help="global batch size, split over processes")
+    add_quiet_option(p)
+    p.set_defaults(run=run)
+
+
+def _add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """The model and its initialisation: --model, --num-classes, --weights, --init-from, --freeze, --width, ..."""
+    from ..core.configs import MODELS
+
     p.add_argument(
         "--model", default="vgg11", choices=list(MODELS), metavar="NAME", help="model name (default: vgg11)"
-    )
-    p.add_argument(
-        "--recipe", default="paper", choices=list(RECIPES), help="training recipe (default: paper)"
-    )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="change recipe fields, e.g. crop=32 scale=32,36 hflip=false pca_std=0",
     )
     p.add_argument(
         "--num-classes", type=int, default=None, help="number of classes (default: the class folders of DATA)"
@@ -91,6 +89,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=["torchvision", "paper", "glorot", "pytorch"],
         help="initialisation of new layers (default: the recipe's)",
     )
+
+
+def _add_training_arguments(p: argparse.ArgumentParser) -> None:
+    """The recipe and how it runs: --recipe, --set, --epochs, --lr, --accumulate, --val-split, --amp, ..."""
+    from ..training import RECIPES
+
+    p.add_argument(
+        "--recipe", default="paper", choices=list(RECIPES), help="training recipe (default: paper)"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change recipe fields, e.g. crop=32 scale=32,36 hflip=false pca_std=0",
+    )
     p.add_argument("--epochs", type=int, default=None, help="epochs in total (default: the recipe's)")
     p.add_argument("--lr", type=float, default=None, help="initial learning rate (default: the recipe's)")
     p.add_argument(
@@ -109,23 +125,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--sync-bn", action="store_true", help="synchronise BatchNorm over torchrun processes (GPU)"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and augmentation")
-    p.add_argument("--output", default=None, metavar="DIR", help="run folder (default: runs/MODEL)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --output from its last.pth")
-    add_runtime_options(p, batch_size=256, workers=2, batch_help="global batch size, split over processes")
-    add_quiet_option(p)
-    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Check everything that can be checked before the first write, then fit."""
-    import torch
-
     from ..errors import VggnetsError
-    from ..models.builders import build
     from ..models.weights import WeightsEnum, resolve_weights
-    from ..training import train as T
-    from ..training.curves import RunReport
+    from ..training import distributed_process
     from .common import check_runtime_options
 
     _check_options(args)
@@ -142,32 +148,12 @@ def run(args: argparse.Namespace) -> int:
             f"--sync-bn synchronises BatchNorm layers, and {args.model} has none; leave it out."
         )
 
-    dist = T.init_distributed(device.type)
-    try:
-        if dist.world_size > 1:
-            if device.type == "cuda":
-                device = torch.device("cuda", dist.local_rank)
-            if "OMP_NUM_THREADS" not in os.environ:
-                torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.world_size))
-            if args.sync_bn and device.type != "cuda":
-                raise VggnetsError(
-                    "--sync-bn needs CUDA GPUs (PyTorch's SyncBatchNorm does not run on the CPU); leave it out."
-                )
-        try:
-            loaders = T.make_loaders(
-                args.data,
-                recipe,
-                batch_size=args.batch_size,
-                workers=args.workers,
-                val_split=args.val_split,
-                seed=args.seed,
-                rank=dist.rank,
-                world_size=dist.world_size,
-            )
-        except ValueError as exc:  # the batch does not split over the processes
+    with distributed_process(device) as (dist, device):
+        if args.sync_bn and dist.world_size > 1 and device.type != "cuda":
             raise VggnetsError(
-                f"{exc}; pick a --batch-size that is a multiple of the process count."
-            ) from exc
+                "--sync-bn needs CUDA GPUs (PyTorch's SyncBatchNorm does not run on the CPU); leave it out."
+            )
+        loaders = _loaders(args, recipe, dist)
         classes = loaders[0].classes
         num_classes = args.num_classes or len(classes)
         if num_classes != len(classes):
@@ -177,65 +163,93 @@ def run(args: argparse.Namespace) -> int:
             )
         if previous is not None:
             _check_resumable(previous, output, args.model, classes)
-
-        torch.manual_seed(args.seed)  # the same initial weights on every process
-        model = build(
-            args.model,
-            weights=weights,
-            num_classes=num_classes,
-            dropout=args.dropout,
-            init_weights=args.init or recipe.init,
-            width=args.width,
-            progress=show_progress(args),
-        )
-        if args.init_from:
-            T.init_from_a(model, args.init_from)
-        T.freeze(model, args.freeze)
-        model.to(device)
-        if dist.world_size > 1:
-            if args.sync_bn:
-                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            ids = [dist.local_rank] if device.type == "cuda" else None
-            model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        if args.compile:
-            model = torch.compile(model)
-        torch.manual_seed(args.seed + dist.rank)  # independent augmentation on each process
-
-        report = None
-        if dist.is_main:
-            report = RunReport(
-                output, title=f"{args.model} on {Path(args.data).name}", info=_note, warn=_warn
-            )
-            if previous is None:
-                _note(f"training {args.model} on {len(classes)} classes; writing to {output}")
-        history = T.fit(
-            model,
-            *loaders,
-            recipe,
-            epochs=args.epochs,
-            output_dir=output,
-            resume=previous is not None,
-            lr=args.lr,
-            accumulate=args.accumulate,
-            amp=args.amp,
-            channels_last=args.channels_last,
-            log=print if dist.is_main else None,
-            progress=show_progress(args),
-            extra=_extra(args, classes, T.unwrap(model)),
-            on_epoch=_on_epoch(output, classes, report),
-        )
-        if report is not None:
-            report.close()
-        if dist.is_main and history:
-            best = max(history, key=lambda row: row["val_acc"])
-            _note(
-                f"best val top-1 {best['val_acc']:.4f} (top-5 {best['val_top5']:.4f}) at epoch {best['epoch']}; "
-                f"weights in {output / 'best.pth'}"
-            )
-    finally:
-        if dist.world_size > 1 and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        model = _model(args, weights, num_classes, recipe.init, device, dist)
+        _fit(args, model, loaders, recipe, output, dist, resume=previous is not None)
     return 0
+
+
+def _loaders(args: argparse.Namespace, recipe, dist) -> tuple:
+    """This process's train and validation loaders."""
+    from ..errors import VggnetsError
+    from ..training import make_loaders
+
+    try:
+        return make_loaders(
+            args.data,
+            recipe,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            val_split=args.val_split,
+            seed=args.seed,
+            rank=dist.rank,
+            world_size=dist.world_size,
+        )
+    except ValueError as exc:  # the batch does not split over the processes
+        raise VggnetsError(f"{exc}; pick a --batch-size that is a multiple of the process count.") from exc
+
+
+def _model(args: argparse.Namespace, weights, num_classes: int, init: str, device, dist):
+    """The model as the options describe it, on its device, wrapped for the process group and torch.compile."""
+    import torch
+
+    from ..models.builders import build
+    from ..training import freeze, init_from_a, wrap_model
+
+    torch.manual_seed(args.seed)  # the same initial weights on every process
+    model = build(
+        args.model,
+        weights=weights,
+        num_classes=num_classes,
+        dropout=args.dropout,
+        init_weights=args.init or init,
+        width=args.width,
+        progress=show_progress(args),
+    )
+    if args.init_from:
+        init_from_a(model, args.init_from)
+    freeze(model, args.freeze)
+    model = wrap_model(model, device, dist, sync_bn=args.sync_bn, compile=args.compile)
+    torch.manual_seed(args.seed + dist.rank)  # independent augmentation on each process
+    return model
+
+
+def _fit(
+    args: argparse.Namespace, model, loaders: tuple, recipe, output: Path, dist, *, resume: bool
+) -> None:
+    """Train, with learning curves and classes.txt from rank 0, and name the best epoch at the end."""
+    from ..training import fit, unwrap
+    from ..training.curves import RunReport
+
+    classes = loaders[0].classes
+    report = None
+    if dist.is_main:
+        report = RunReport(output, title=f"{args.model} on {Path(args.data).name}", info=_note, warn=_warn)
+        if not resume:
+            _note(f"training {args.model} on {len(classes)} classes; writing to {output}")
+    history = fit(
+        model,
+        *loaders,
+        recipe,
+        epochs=args.epochs,
+        output_dir=output,
+        resume=resume,
+        lr=args.lr,
+        accumulate=args.accumulate,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        log=print if dist.is_main else None,
+        progress=show_progress(args),
+        extra=_extra(args, classes, unwrap(model)),
+        on_epoch=_on_epoch(output, classes, report),
+    )
+    if report is not None:
+        report.close()
+    if dist.is_main and history:
+        best = max(history, key=lambda row: row["val_acc"])
+        _note(
+            f"best val top-1 {best['val_acc']:.4f} (top-5 {best['val_top5']:.4f}) at epoch {best['epoch']}; "
+            f"weights in {output / 'best.pth'}"
+        )
 
 
 def _note(message: str) -> None:
@@ -273,7 +287,7 @@ def _check_options(args: argparse.Namespace) -> None:
 def _recipe(args: argparse.Namespace):
     """The named recipe with the --set overrides (parsed by the type of each field's current value)."""
     from ..errors import VggnetsError
-    from ..training.train import Recipe, get_recipe
+    from ..training import Recipe, get_recipe
 
     recipe = get_recipe(args.recipe)
     fields = [f.name for f in dataclasses.fields(Recipe) if f.name != "name"]
@@ -330,7 +344,7 @@ def _weights_preprocessing(recipe, weights, overrides: list[str]):
 def _check_output(output: Path, resume: bool) -> dict | None:
     """Refuse to overwrite a run; with --resume, the run's last.pth (None: start a new run)."""
     from ..errors import VggnetsError
-    from ..training.train import load_checkpoint
+    from ..training import load_checkpoint
 
     existing = [name for name in ("last.pth", "best.pth", "metrics.csv") if (output / name).exists()]
     if not resume:

@@ -7,10 +7,11 @@ matplotlib gives one warning and no PNG; a missing tensorboard gives one info li
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from ..io.output import atomic_write
 
 Row = dict[str, float]
 
@@ -47,13 +48,7 @@ def plot_curves(history: Sequence[Row], path: str | Path, title: str | None = No
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100), overwrite=True)
 
 
 class RunReport:
