@@ -1,4 +1,4 @@
-"""Appendix B descriptors (vggnets.embeddings) and ``vggnets features`` end to end."""
+"""Appendix B descriptors (vggnets.features.embeddings: embed, embed_files) and ``vggnets features`` end to end."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from torchvision.transforms import functional as TF
 import vggnets
 from vggnets.cli import main
 from vggnets.core.transforms import IMAGENET_MEAN, IMAGENET_STD
-from vggnets.features.embeddings import embed
-from vggnets.io.images import read_image
+from vggnets.features.embeddings import embed, embed_files
+from vggnets.io.images import collect_images, read_image
 from vggnets.models.dense import fully_convolutional
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
@@ -99,6 +99,28 @@ def test_cli_writes_npy_with_files_and_labels(labelled, tiny_weights, tmp_path, 
     assert rows[0] == "index,file,label" and [r.split(",")[2] for r in rows[1:]] == ["cat", "cup"]
     assert array.shape == (2, 512)
     assert np.allclose(array, embed(model, photos, layer="relu7", **NORM).numpy(), atol=1e-5)
+
+
+def test_embed_files_gives_the_rows_the_cli_writes(labelled, tiny_weights, tmp_path, capsys, model):
+    files, problems = collect_images([labelled], recursive=True)
+    assert problems == [] and [f.name for f in files] == ["chelsea_cat.png", "broken.jpg", "coffee_cup.jpg"]
+    rows = list(embed_files(model, files, layer="pool5", batch_size=2, **NORM))  # the bad file shares a batch
+    assert [(Path(r.file).name, r.label) for r in rows] == [
+        ("chelsea_cat.png", "cat"),
+        ("broken.jpg", "cup"),
+        ("coffee_cup.jpg", "cup"),
+    ]
+    assert rows[1].features is None and "broken.jpg" in rows[1].error
+    read = [r for r in rows if r.error is None]
+    assert all(r.features.shape == (64,) for r in read)
+
+    out = tmp_path / "feats.pt"
+    assert main([*features_args(labelled, tiny_weights), "--layer", "pool5", "-o", str(out)]) == 1
+    assert "skipped" in capsys.readouterr().err
+    doc = torch.load(out, weights_only=True)
+    assert doc["files"] == [r.file for r in read] and doc["labels"] == [r.label for r in read]
+    assert torch.allclose(doc["features"], torch.stack([r.features for r in read]), atol=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["feats.pt", "photos"]  # no temporary file left
 
 
 def test_cli_pt_and_parquet_and_overwrite_protection(labelled, tiny_weights, tmp_path, capsys):

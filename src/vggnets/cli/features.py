@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -64,16 +63,45 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Decode, embed, write; unreadable images are reported and left out of the output."""
+    """Embed the images through the library, write the output, report unreadable images (left out of the output)."""
     import torch
 
-    from ..core.transforms import IMAGENET_MEAN, IMAGENET_STD
-    from ..errors import ImageError, VggnetsError
-    from ..features.embeddings import embed
-    from ..features.extractor import layer_names
-    from ..io.images import read_image
-    from ..models.builders import build
-    from ..models.weights import WeightsEnum, resolve_weights
+    from ..errors import VggnetsError
+    from ..features.embeddings import embed_files, normalization
+
+    output = _check_output(args)
+    device = check_runtime_options(args)
+    scales = parse_scales(args.scales) if args.multiscale else None
+    entries = collect_inputs(args.paths, recursive=args.recursive)
+    model, weights = _load_model(args, device)
+    mean, std = normalization(weights)
+    paths = [e for e in entries if isinstance(e, Path)]
+    failures = [e for e in entries if not isinstance(e, Path)]
+    rows = list(
+        embed_files(model, paths, layer=args.layer, mean=mean, std=std, scales=scales, flip=args.flip,
+                    l2norm=args.l2norm, batch_size=args.batch_size, progress=show_progress(args))
+    )  # fmt: skip
+    failures += [(row.file, row.error) for row in rows if row.error is not None]
+    read = [row for row in rows if row.error is None]
+    if not read:
+        for _, message in failures:
+            print(f"vggnets features: error: {message}", file=sys.stderr)
+        raise VggnetsError("no image could be read, so nothing was written.")
+    features = torch.stack([row.features for row in read])
+    meta = {"model": args.model, "weights": str(weights), "layer": args.layer, "multiscale": args.multiscale,
+            "scales": list(scales) if scales else None, "flip": args.flip, "l2norm": args.l2norm}  # fmt: skip
+    write_features(output, features, [row.file for row in read], [row.label for row in read], meta,
+                   overwrite=args.force)  # fmt: skip
+    for item, message in failures:
+        print(f"vggnets features: skipped {item}: {message}", file=sys.stderr)
+    print(f"wrote {features.shape[0]} x {features.shape[1]} {args.layer} features to {output}")
+    return 1 if failures else 0
+
+
+def _check_output(args: argparse.Namespace) -> Path:
+    """The output path, refused before any work when its suffix is unknown, it exists without --force, or it needs a
+    missing pyarrow."""
+    from ..errors import VggnetsError
 
     output = Path(args.output)
     if output.suffix not in SUFFIXES:
@@ -82,55 +110,22 @@ def run(args: argparse.Namespace) -> int:
         raise VggnetsError(f"{output} already exists; pass --force to overwrite it.")
     if output.suffix == ".parquet":
         _require_pyarrow()
-    device = check_runtime_options(args)
-    scales = parse_scales(args.scales) if args.multiscale else None
-    entries = collect_inputs(args.paths, recursive=args.recursive)
+    return output
+
+
+def _load_model(args: argparse.Namespace, device):
+    """The model on ``device`` in eval mode and its resolved weights; the layer is checked against its names."""
+    from ..errors import VggnetsError
+    from ..features.extractor import layer_names
+    from ..models.builders import build
+    from ..models.weights import resolve_weights
+
     weights = resolve_weights(args.model, args.weights)
     model = build(args.model, weights=weights, progress=show_progress(args)).to(device).eval()
     names = layer_names(model)
     if args.layer not in names:
         raise VggnetsError(f"{args.model} has no layer {args.layer!r}; choose from {', '.join(names)}.")
-    preset = weights.transforms() if isinstance(weights, WeightsEnum) else None
-    mean, std = (preset.mean, preset.std) if preset is not None else (IMAGENET_MEAN, IMAGENET_STD)
-
-    paths = [e for e in entries if isinstance(e, Path)]
-    failures = [e for e in entries if not isinstance(e, Path)]
-    files, chunks = [], []
-    bar = None
-    if show_progress(args):
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(paths), unit="img", desc="features")
-    for start in range(0, len(paths), args.batch_size):  # decode one batch at a time: memory stays flat
-        images = []
-        for path in paths[start : start + args.batch_size]:
-            try:
-                images.append(read_image(path))
-                files.append(path)
-            except ImageError as exc:
-                failures.append((str(path), str(exc)))
-        if images:
-            chunks.append(
-                embed(model, images, layer=args.layer, mean=mean, std=std, scales=scales, flip=args.flip,
-                      l2norm=args.l2norm)
-            )  # fmt: skip
-        if bar is not None:
-            bar.update(len(paths[start : start + args.batch_size]))
-    if bar is not None:
-        bar.close()
-    if not files:
-        for _, message in failures:
-            print(f"vggnets features: error: {message}", file=sys.stderr)
-        raise VggnetsError("no image could be read, so nothing was written.")
-    features = torch.cat(chunks)
-    labels = [p.parent.name for p in files]
-    meta = {"model": args.model, "weights": str(weights), "layer": args.layer, "multiscale": args.multiscale,
-            "scales": list(scales) if scales else None, "flip": args.flip, "l2norm": args.l2norm}  # fmt: skip
-    write_features(output, features, [str(p) for p in files], labels, meta)
-    for item, message in failures:
-        print(f"vggnets features: skipped {item}: {message}", file=sys.stderr)
-    print(f"wrote {features.shape[0]} x {features.shape[1]} {args.layer} features to {output}")
-    return 1 if failures else 0
+    return model, weights
 
 
 def _require_pyarrow() -> None:
@@ -146,38 +141,54 @@ def _require_pyarrow() -> None:
         ) from exc
 
 
-def write_features(output: Path, features, files: list[str], labels: list[str], meta: dict) -> None:
-    """Write atomically (temporary file + rename) in the format the suffix names."""
-    import csv
+def write_features(
+    output: Path, features, files: list[str], labels: list[str], meta: dict, *, overwrite: bool = False
+) -> None:
+    """Write through the atomic writer in the format the suffix names (.npy: its FILE.csv sidecar first)."""
+    from ..io.output import atomic_write
 
+    if output.suffix == ".npy":
+        atomic_write(output.with_suffix(".csv"), lambda tmp: _write_csv(tmp, files, labels), overwrite=True)
+    writer = {".npy": _write_npy, ".pt": _write_pt, ".parquet": _write_parquet}[output.suffix]
+    atomic_write(output, lambda tmp: writer(tmp, features, files, labels, meta), overwrite=overwrite)
+
+
+def _write_npy(path: Path, features, files: list[str], labels: list[str], meta: dict) -> None:
+    """The array alone (files and labels go to the CSV sidecar)."""
     import numpy as np
+
+    with open(path, "wb") as f:
+        np.save(f, features.numpy())
+
+
+def _write_pt(path: Path, features, files: list[str], labels: list[str], meta: dict) -> None:
+    """A dict with features, files, labels and the settings."""
     import torch
 
-    tmp = output.with_name(f".{output.name}.tmp{output.suffix}")
-    if output.suffix == ".npy":
-        np.save(tmp, features.numpy())
-        sidecar = output.with_suffix(".csv")
-        sidecar_tmp = sidecar.with_name(f".{sidecar.name}.tmp")
-        with open(sidecar_tmp, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["index", "file", "label"])
-            writer.writerows(
-                [i, file, label] for i, (file, label) in enumerate(zip(files, labels, strict=True))
-            )
-        os.replace(sidecar_tmp, sidecar)
-    elif output.suffix == ".pt":
-        torch.save({"features": features, "files": files, "labels": labels, **meta}, tmp)
-    else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    torch.save({"features": features, "files": files, "labels": labels, **meta}, path)
 
-        table = pa.table(
-            {
-                "file": files,
-                "label": labels,
-                "features": pa.array(list(features.numpy()), pa.list_(pa.float32())),
-            },
-            metadata={"vggnets": json.dumps(meta)},
-        )
-        pq.write_table(table, tmp)
-    os.replace(tmp, output)
+
+def _write_csv(path: Path, files: list[str], labels: list[str]) -> None:
+    """The .npy sidecar: index,file,label, one row per descriptor."""
+    import csv
+
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["index", "file", "label"])
+        writer.writerows([i, file, label] for i, (file, label) in enumerate(zip(files, labels, strict=True)))
+
+
+def _write_parquet(path: Path, features, files: list[str], labels: list[str], meta: dict) -> None:
+    """A table (file, label, features), the settings as JSON in the schema's ``vggnets`` metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "file": files,
+            "label": labels,
+            "features": pa.array(list(features.numpy()), pa.list_(pa.float32())),
+        },
+        metadata={"vggnets": json.dumps(meta)},
+    )
+    pq.write_table(table, path)

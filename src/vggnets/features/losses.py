@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +19,8 @@ from torch import Tensor, nn
 from ..core.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..core.vgg import VGG
 from ..models.builders import WeightsArg, build
-from ..models.weights import WeightsEnum, resolve_weights
+from ..models.weights import resolve_weights
+from .embeddings import normalization
 from .extractor import FeatureExtractor
 
 __all__ = ["PerceptualLoss", "gram_matrix"]
@@ -51,19 +51,12 @@ def _normalization(
     model: str, weights: WeightsArg, *, loaded: bool
 ) -> tuple[Sequence[float], Sequence[float]]:
     """Mean and std of the preprocessing that ``weights`` expect (ImageNet's unless they are Caffe-style)."""
-    if weights is None or isinstance(weights, Path):
-        return IMAGENET_MEAN, IMAGENET_STD
     if isinstance(weights, str):
         if not loaded and weights in ("DEFAULT", "IMAGENET1K_V1"):
-            return (
-                IMAGENET_MEAN,
-                IMAGENET_STD,
-            )  # always torchvision's weights; the model may have none published
-        weights = resolve_weights(model, weights)
-        if not isinstance(weights, WeightsEnum):  # a file path
+            # always torchvision's weights; the model may have none published
             return IMAGENET_MEAN, IMAGENET_STD
-    preset = weights.transforms()
-    return preset.mean, preset.std
+        weights = resolve_weights(model, weights)
+    return normalization(weights)
 
 
 class PerceptualLoss(nn.Module):
