@@ -54,8 +54,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-r", "--recursive", action="store_true", help="also read images in subdirectories")
     add_runtime_options(p, batch_size=8, workers=None, batch_help="images per forward pass")
     p.add_argument(
-        "--format", choices=FORMATS, default="table", help="table (default), json or csv on stdout"
+        "--format",
+        choices=(*FORMATS, "jsonl"),
+        default="table",
+        help="table (default), csv or jsonl (one JSON object per image per line) are written as each batch "
+        "finishes; json is one document written at the end",
     )
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write the results to FILE instead of stdout (streamed formats: valid up to the last finished batch)",
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing --output file")
     p.add_argument(
         "--max-pixels",
         type=int,
@@ -76,10 +87,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Classify every input; print results; return 0, or 1 if any file failed."""
+    """Classify every input, writing each batch's results as soon as it is done; 0, or 1 if any file failed."""
     from ..errors import VggnetsError
-    from ..inference.classify import Prediction, class_names, classify_files
-    from ..io.images import DEFAULT_MAX_PIXELS
+    from ..io.output import check_output
 
     require_at_least(args.topk, 1, "--topk")
     require_at_least(args.max_pixels, 1, "--max-pixels")
@@ -89,81 +99,141 @@ def run(args: argparse.Namespace) -> int:
             f"--decode gpu decodes JPEGs with nvJPEG on a CUDA device, but the model runs on '{device}'; "
             "use --device cuda, or --decode cpu."
         )
-    decode_on_gpu = args.decode == "gpu" or (args.decode == "auto" and device.type == "cuda")
+    if args.output is not None:
+        check_output(args.output, overwrite=args.force)
     entries = collect_inputs(args.paths, recursive=args.recursive)
-    files = [e for e in entries if isinstance(e, Path)]
     if not entries:
         raise VggnetsError("no input images were given.")
-    predicted: list[Prediction] = []
-    weights = args.weights
-    if files:
-        loaded = load_classifier(args.model, args.weights, device, progress=show_progress(args))
-        weights = loaded.weights
-        model, transform, workers = loaded.model, loaded.transform, args.workers
-        if uses_engine(args):
-            model = make_predictor(loaded.model, loaded.transform, args, device)
-            transform = model.preprocess
-            if workers is None:  # decode in a worker process, overlapped with the engine
-                workers = 1 if len(files) > args.batch_size else 0
-        predicted = list(  # to the end, so that the progress bar and the loader are closed
-            classify_files(
-                model,
-                files,
-                transform=transform,
-                labels=class_names(loaded.categories, loaded.model.num_classes),
-                topk=args.topk,
-                batch_size=args.batch_size,
-                device=device,
-                workers=workers or 0,
-                max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels,
-                progress=show_progress(args),
-                decode_device=device if decode_on_gpu else None,
-            )
-        )
-    # One result per entry, in input order: problems with an input where that input was given.
-    ranked = iter(predicted)
-    results = [next(ranked) if isinstance(e, Path) else Prediction(e[0], error=e[1]) for e in entries]
-    write = {"table": write_table, "json": write_json, "csv": write_csv}[args.format]
-    write(results, model=args.model, weights=str(weights))
-    failed = [r for r in results if r.error]
-    if args.format != "table":  # the table shows errors in place; machine-readable stdout gets them on stderr
-        for r in failed:
-            print(f"vggnets classify: error: {r.error}", file=sys.stderr)
+    weights = str(args.weights)
+    predictions = iter(())
+    if any(isinstance(e, Path) for e in entries):
+        weights, predictions = _predict(args, device, [e for e in entries if isinstance(e, Path)])
+    stream = ResultStream(
+        args.format, args.output, args.force, model=args.model, weights=weights, options=args
+    )
+    failed = total = 0
+    try:
+        for result in _in_input_order(entries, predictions):
+            stream.write(result)
+            total += 1
+            failed += bool(result.error)
+    finally:
+        stream.close()  # what is done stays written, also on Ctrl-C (exit 130)
     if failed:
-        print(f"vggnets classify: {len(failed)} of {len(results)} inputs failed", file=sys.stderr)
+        print(f"vggnets classify: {failed} of {total} inputs failed", file=sys.stderr)
     return 1 if failed else 0
 
 
-def write_table(results: list, *, model: str, weights: str) -> None:
-    """Human-readable: each file, then its ranked labels with probabilities, or its error."""
-    out = sys.stdout
-    for r in results:
-        if r.error:
-            print(f"{r.file}\n  error: {r.error}\n", file=out)
-            continue
-        print(r.file, file=out)
-        width = max(len(lab) for lab in r.labels)
-        for rank, (lab, p) in enumerate(zip(r.labels, r.probabilities), 1):
-            print(f"  {rank}. {lab:<{width}}  {100 * p:6.2f}%", file=out)
-        print(file=out)
+def _predict(args: argparse.Namespace, device, files: list[Path]):
+    """(weights name, iterator of predictions for ``files`` in order, one batch at a time)."""
+    from ..inference.classify import class_names, classify_files
+    from ..io.images import DEFAULT_MAX_PIXELS
+
+    decode_on_gpu = args.decode == "gpu" or (args.decode == "auto" and device.type == "cuda")
+    loaded = load_classifier(args.model, args.weights, device, progress=show_progress(args))
+    model, transform, workers = loaded.model, loaded.transform, args.workers
+    if uses_engine(args):
+        model = make_predictor(loaded.model, loaded.transform, args, device)
+        transform = model.preprocess
+        if workers is None:  # decode in a worker process, overlapped with the engine
+            workers = 1 if len(files) > args.batch_size else 0
+    predictions = classify_files(
+        model,
+        files,
+        transform=transform,
+        labels=class_names(loaded.categories, loaded.model.num_classes),
+        topk=args.topk,
+        batch_size=args.batch_size,
+        device=device,
+        workers=workers or 0,
+        max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels,
+        progress=show_progress(args),
+        decode_device=device if decode_on_gpu else None,
+    )
+    return str(loaded.weights), predictions
 
 
-def write_json(results: list, *, model: str, weights: str) -> None:
-    """One JSON document: model, weights and a record per file (see Prediction.to_dict)."""
-    doc = {"model": model, "weights": weights, "results": [r.to_dict() for r in results]}
-    json.dump(doc, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+def _in_input_order(entries: list, predictions):
+    """One result per entry, in input order: problems with an input where that input was given."""
+    from ..inference.classify import Prediction
+
+    for entry in entries:
+        yield next(predictions) if isinstance(entry, Path) else Prediction(entry[0], error=entry[1])
 
 
 CSV_COLUMNS = ("file", "rank", "index", "label", "probability", "error")
 
 
-def write_csv(results: list, *, model: str, weights: str) -> None:
-    """One row per (file, rank); a failed file is one row with an empty rank and the error."""
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for r in results:
-        if r.error:
-            writer.writerow([r.file, "", "", "", "", r.error])
-        for rank, (i, lab, p) in enumerate(zip(r.indices, r.labels, r.probabilities), 1):
-            writer.writerow([r.file, rank, i, lab, f"{p:.6f}", ""])
+class ResultStream:
+    """Writes results to stdout or ``--output`` as they arrive (flushed per result): table blocks, csv rows, jsonl
+    lines; ``json`` is one document, written when the run ends (atomically, for a file)."""
+
+    def __init__(
+        self, fmt: str, output: str | None, force: bool, *, model: str, weights: str, options
+    ) -> None:
+        from ..io.output import open_stream
+
+        self.fmt, self.output, self.force = fmt, output, force
+        self.header = {"model": model, "weights": weights}
+        self.documented: list[dict] = []
+        self.to_file = output is not None and fmt != "json"
+        self.out = open_stream(output, overwrite=force) if self.to_file else sys.stdout
+        if output is not None:
+            self.header["produced_by"] = _provenance(options)
+        if fmt == "csv":
+            self.csv = csv.writer(self.out, lineterminator="\n")
+            self.csv.writerow(CSV_COLUMNS)
+
+    def write(self, r) -> None:
+        """Write one result and flush."""
+        if self.fmt == "json":
+            self.documented.append(r.to_dict())
+        elif self.fmt == "jsonl":
+            self.out.write(json.dumps({**r.to_dict(), **self.header}) + "\n")
+        elif self.fmt == "csv":
+            if r.error:
+                self.csv.writerow([r.file, "", "", "", "", r.error])
+            for rank, (i, lab, p) in enumerate(zip(r.indices, r.labels, r.probabilities), 1):
+                self.csv.writerow([r.file, rank, i, lab, f"{p:.6f}", ""])
+        else:
+            self.out.write(_table_block(r))
+        self.out.flush()
+        if r.error and self.fmt != "table":  # the table shows errors in place; others get them on stderr
+            print(f"vggnets classify: error: {r.error}", file=sys.stderr)
+
+    def close(self) -> None:
+        """Finish the output: the json document, or close the streamed file."""
+        if self.fmt == "json":
+            text = json.dumps({**self.header, "results": self.documented}, indent=2) + "\n"
+            if self.output is None:
+                sys.stdout.write(text)
+            else:
+                from ..io.output import write_text
+
+                write_text(self.output, text, overwrite=self.force)
+        elif self.to_file:
+            self.out.close()
+
+
+def _table_block(r) -> str:
+    """Human-readable: the file, then its ranked labels with probabilities, or its error."""
+    if r.error:
+        return f"{r.file}\n  error: {r.error}\n\n"
+    width = max(len(lab) for lab in r.labels)
+    rows = [
+        f"  {rank}. {lab:<{width}}  {100 * p:6.2f}%"
+        for rank, (lab, p) in enumerate(zip(r.labels, r.probabilities), 1)
+    ]
+    return "\n".join([r.file, *rows]) + "\n\n"
+
+
+def _provenance(args: argparse.Namespace) -> dict:
+    """What produced a written file: the vggnets version and the command's options."""
+    from ..version import __version__
+
+    options = {
+        k: (v if isinstance(v, (int, float, str, bool, type(None), list)) else str(v))
+        for k, v in vars(args).items()
+        if k != "run"
+    }
+    return {"vggnets": __version__, "command": "classify", "options": options}

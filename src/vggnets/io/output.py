@@ -74,3 +74,39 @@ def write_text(path: str | Path, text: str, *, overwrite: bool = False) -> Path:
 def write_bytes(path: str | Path, data: bytes, *, overwrite: bool = False) -> Path:
     """Atomically write a binary file (see :func:`atomic_write`)."""
     return atomic_write(path, lambda tmp: tmp.write_bytes(data), overwrite=overwrite)
+
+
+def check_output(path: str | Path, *, overwrite: bool = False, sidecars: tuple[str | Path, ...] = ()) -> Path:
+    """Before any work: make sure ``path`` (and its ``sidecars``) can be created, or raise a one-line VggnetsError.
+
+    The folder is created if missing and must take a new file; an existing target (sidecars included) is refused
+    without ``overwrite``; a directory is never a target.
+    """
+    path = Path(path).expanduser()
+    for target in (path, *map(Path, sidecars)):
+        if target.is_dir():
+            raise VggnetsError(f"cannot write {target}: it is a directory; give the path of a file.")
+        if target.exists() and not overwrite:
+            raise _exists_error(target)
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise VggnetsError(
+            f"cannot write {path}: {exc.strerror or exc} in {folder}; choose a writable folder."
+        ) from None
+    return path
+
+
+def open_stream(path: str | Path, *, overwrite: bool = False):
+    """A text file for results written as they are ready (flush after each unit): created exclusively, or truncated
+    with ``overwrite``; every complete line in it is a finished result."""
+    try:
+        return open(path, "w" if overwrite else "x", encoding="utf-8", newline="")
+    except FileExistsError:
+        raise _exists_error(Path(path)) from None
+    except OSError as exc:
+        raise VggnetsError(f"cannot write {path}: {exc.strerror or exc}.") from None
