@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 import vggnets
-from vggnets.inference import engine
+from vggnets.inference import engine, plan
 from vggnets.inference.machine import describe_cpu, format_cpu
 from vggnets.io.images import read_image
 
@@ -60,7 +60,7 @@ def main() -> None:
     rows = [("fp32", {}), ("bf16", {"force_bf16": True}), ("int8", {"calibration": calib})]
     for precision, extra in rows:
         if extra.pop("force_bf16", False):
-            engine.cpu_precision_support = lambda: {"bf16": True, "int8": True, "amx": False}
+            plan.cpu_precision_support = lambda: {"bf16": True, "int8": True, "amx": False}
         predictor = engine.optimize(model, precision, compile=True, **common, **extra)
         logits = predictor(val_x)
         cos = torch.nn.functional.cosine_similarity(logits, reference, dim=1)

@@ -13,7 +13,6 @@ The CPU model, kind and ISA flags are printed with the table, since speed-ups di
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import tempfile
@@ -21,8 +20,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from vggnets.bench.runner import format_report, run_benchmark
-from vggnets.inference.engine import sample_images_dir
+from vggnets.bench.report import format_report, write_json
+from vggnets.bench.runner import run_benchmark
+from vggnets.inference.calibration import sample_images_dir
 
 
 def make_jpeg_folder(folder: Path, count: int = 240, seed: int = 0) -> Path:
@@ -67,7 +67,7 @@ def main() -> None:
         )
     print(format_report(report))
     if args.output:
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(report, args.output, overwrite=True)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,14 @@ import pytest
 import torch
 
 import vggnets
-from vggnets.bench import runner as bench
+from vggnets.bench import measure
+from vggnets.bench.report import ROW_KEYS
 from vggnets.cli import main
-from vggnets.inference import engine
+from vggnets.inference import plan
+from vggnets.inference.calibration import sample_images_dir
 
-HAS_TORCHAO = engine.torchao_available()
-IMAGES = engine.sample_images_dir()
+HAS_TORCHAO = plan.torchao_available()
+IMAGES = sample_images_dir()
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
@@ -27,7 +29,7 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, st
 @pytest.fixture(scope="module")
 def tiny_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A width-1/16 vgg11_bn with 1000 classes (ImageNet labels apply), non-trivial BN statistics."""
-    from test_engine import randomize_batchnorm
+    from test_inference_engine import randomize_batchnorm
 
     path = tmp_path_factory.mktemp("engine") / "tiny_vgg11_bn.pth"
     torch.manual_seed(5)
@@ -71,7 +73,7 @@ def test_classify_int8_eager_runs_and_mostly_agrees(capsys, tiny_file):
 
 
 def test_classify_engine_warnings_and_errors(capsys, tiny_file, tmp_path, monkeypatch):
-    monkeypatch.setattr(engine, "cpu_precision_support", lambda: {"bf16": False, "int8": False, "amx": False})
+    monkeypatch.setattr(plan, "cpu_precision_support", lambda: {"bf16": False, "int8": False, "amx": False})
     code, doc, err = classify(capsys, tiny_file, "--precision", "bf16", "--compile", "none")
     assert code == 0 and "warning: this CPU has no bf16 hardware" in err
     code, _, err = classify(
@@ -99,7 +101,7 @@ def test_benchmark_smoke_writes_json_and_plot(capsys, tmp_path):
     report = json.loads(output.read_text())
     assert [r["path"] for r in report["rows"]] == ["baseline"] + [f"ours {p}" for p in precisions.split(",")]
     for row in report["rows"]:
-        assert set(row) == set(bench.ROW_KEYS)
+        assert set(row) == set(ROW_KEYS)
         assert row["images_per_s"] > 0 and row["latency_p50_ms"] <= row["latency_p99_ms"]
         assert row["cosine_min"] > 0.9
     assert report["rows"][0]["speedup"] == pytest.approx(1.0)
@@ -128,18 +130,18 @@ def test_benchmark_bad_options(capsys, args, message):
 
 
 def test_bench_helpers():
-    assert bench.percentile([1, 2, 3, 4], 50) == pytest.approx(2.5)
-    assert bench.percentile([5.0], 99) == 5.0
+    assert measure.percentile([1, 2, 3, 4], 50) == pytest.approx(2.5)
+    assert measure.percentile([5.0], 99) == 5.0
     ref = torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]])
-    same = bench.agreement(ref, ref)
+    same = measure.agreement(ref, ref)
     assert same["top1_agreement"] == 1 and same["max_abs_logit_diff"] == 0
-    flipped = bench.agreement(ref.flip(0), ref)
+    flipped = measure.agreement(ref.flip(0), ref)
     assert flipped["top1_agreement"] == 0 and flipped["cosine_min"] < 0.8
     # FlopCounterMode on vgg16 at 224 gives the paper-derived 15.5 GMACs (x2 for FLOPs)
     from vggnets.core.configs import gmacs
 
-    flops = bench.flops_per_image(vggnets.vgg11(width=1 / 16), 224)
+    flops = measure.flops_per_image(vggnets.vgg11(width=1 / 16), 224)
     assert flops > 0
     with torch.device("meta"):
         big = vggnets.vgg16()
-    assert bench.flops_per_image(big, 224) / 2e9 == pytest.approx(gmacs("vgg16"), rel=0.01)
+    assert measure.flops_per_image(big, 224) / 2e9 == pytest.approx(gmacs("vgg16"), rel=0.01)

@@ -1,4 +1,6 @@
 """``vggnets benchmark``: the engine against torchvision's eager model, side by side in one run.
 
-runner.py  timing, memory, agreement, end-to-end runs, the report table and plot
+runner.py   the run: inputs, baseline and engine paths, end to end from files to labels
+measure.py  instruments: timing, peak memory, percentiles, agreement of logits, FLOPs, matmul peaks, cold caches
+report.py   the report: machine description, rows, the Markdown table, the plot, the JSON file
 """

@@ -1,185 +1,41 @@
-"""Measure the inference engine against torchvision's fp32 eager VGG, in one process, on the same inputs.
+"""Run the benchmark: the engine against torchvision's fp32 eager VGG, in one process, on the same inputs.
 
 :func:`run_benchmark` is what ``vggnets benchmark`` and ``benchmarks/engine_speed.py`` run. For the baseline (the code on
 PyTorch Hub's VGG page: ``torchvision.models.vgg16()``, float NCHW input, eager) and for each engine path it records
 images/s at the batch size, batch-1 latency p50/p99, peak memory, cold and warm time to first prediction, achieved
 GFLOP/s against this machine's measured matmul peak for the path's dtype, and agreement with fp32 on real photos.
-With an image folder it also runs end to end (files -> labels) for the Hub-page script and for our pipeline.
+With an image folder it also runs end to end (files -> labels) for the Hub-page script and for our pipeline. The
+instruments are in :mod:`.measure`, the rows, table and plot in :mod:`.report`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import gc
-import os
-import statistics
-import tempfile
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-#: Keys of each row in the JSON output (stable: scripts read them).
-ROW_KEYS = (
-    "path",
-    "precision",
-    "compile",
-    "images_per_s",
-    "speedup",
-    "latency_p50_ms",
-    "latency_p99_ms",
-    "latency_speedup",
-    "peak_memory_mib",
-    "cold_first_prediction_s",
-    "warm_first_prediction_s",
-    "gflops",
-    "peak_fraction",
-    "top1_agreement",
-    "max_abs_logit_diff",
-    "cosine_min",
-    "cosine_mean",
-    "warnings",
-)
+from ..errors import VggnetsError
+from ..inference.graph import InputSpec, input_spec
+from ..inference.plan import PRECISIONS
+from .measure import PeakMemory, Timings, agreement, flops_per_image, fresh_compile_caches, sync, time_calls
+from .report import describe_run, finish_rows, make_row
 
 TORCHVISION_BUILDERS = ("vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn")
 
 
-# ------------------------------------------------------------------------------------------------- measurement tools
-
-
-class PeakMemory:
-    """Peak memory while a block runs: CUDA allocator peak on a GPU, else resident set size sampled every 5 ms
-    (the increase over the RSS when the block started, after returning freed memory to the OS)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.peak_mib = 0.0
-
-    def __enter__(self) -> PeakMemory:
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._start = torch.cuda.memory_allocated(self.device)
-            return self
-        _release_free_memory()
-        self._start = self._peak = _rss_bytes()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.005):
-            self._peak = max(self._peak, _rss_bytes())
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.peak_mib = (torch.cuda.max_memory_allocated(self.device) - self._start) / 2**20
-            return
-        self._stop.set()
-        self._thread.join()
-        self._peak = max(self._peak, _rss_bytes())
-        self.peak_mib = (self._peak - self._start) / 2**20
-
-
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _release_free_memory() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_calls(fn: Callable[[], Any], iterations: int, device: torch.device) -> list[float]:
-    """Wall-clock seconds of ``iterations`` calls of ``fn`` (after one untimed call)."""
-    fn()
-    _sync(device)
-    times = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100) by linear interpolation."""
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    pos = (len(ordered) - 1) * q / 100
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
-def agreement(logits: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
-    """Top-1 agreement, max abs logit difference and cosine similarity (min, mean) of logits against the reference."""
-    logits, reference = logits.float(), reference.float()
-    cos = torch.nn.functional.cosine_similarity(logits, reference, dim=1)
-    return {
-        "top1_agreement": (logits.argmax(1) == reference.argmax(1)).float().mean().item(),
-        "max_abs_logit_diff": (logits - reference).abs().max().item(),
-        "cosine_min": cos.min().item(),
-        "cosine_mean": cos.mean().item(),
-    }
-
-
-def flops_per_image(model: nn.Module, image_size: int) -> float:
-    """FLOPs (2 x multiply-accumulates) of one forward pass at ``image_size``, counted by torch's FlopCounterMode."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    probe = torch.zeros(1, 3, image_size, image_size, device="meta")
-    meta_model = _meta_copy(model)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        meta_model(probe)
-    return float(counter.get_total_flops())
-
-
-def _meta_copy(model: nn.Module) -> nn.Module:
-    import copy
-
-    clone = copy.deepcopy(model).eval()
-    return clone.to("meta")
-
-
-@contextlib.contextmanager
-def fresh_compile_caches() -> Iterator[Path]:
-    """Point inductor's and the engine's caches at an empty temporary folder (a true cold start), then restore."""
-    saved = {k: os.environ.get(k) for k in ("TORCHINDUCTOR_CACHE_DIR", "VGGNETS_ENGINE_CACHE")}
-    with tempfile.TemporaryDirectory(prefix="vggnets-bench-") as folder:
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(folder) / "inductor")
-        os.environ["VGGNETS_ENGINE_CACHE"] = str(Path(folder) / "engine")
-        try:
-            yield Path(folder)
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+def parse_precisions(text: str) -> list[str]:
+    """'fp32,int8' -> ['fp32', 'int8'], each one of the engine's precisions."""
+    precisions = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown or not precisions:
+        raise VggnetsError(f"unknown precision {', '.join(unknown) or text!r}; choose from fp32, bf16, int8.")
+    return precisions
 
 
 # ------------------------------------------------------------------------------------------------- inputs and models
@@ -189,7 +45,8 @@ def photo_crops(
     folder: str | Path | None, image_size: int, resize_size: int, limit: int = 256
 ) -> torch.Tensor:
     """uint8 center crops of the photos in ``folder`` (default: the bundled photos)."""
-    from ..inference.engine import CropUint8, load_calibration_images
+    from ..inference.calibration import load_calibration_images
+    from ..inference.graph import CropUint8
 
     return load_calibration_images(folder, CropUint8(resize_size, image_size), limit=limit)
 
@@ -227,6 +84,38 @@ def baseline_model(
     return model.eval(), f"vggnets {name} fp32 eager NCHW (torchvision has no {name} at this width)"
 
 
+@dataclass
+class Setup:
+    """The inputs and settings every path of one benchmark shares."""
+
+    batch_u8: torch.Tensor
+    crops: torch.Tensor
+    spec: InputSpec
+    batch_size: int
+    iterations: int
+    latency_iterations: int
+    device: torch.device
+    flops: float = 0.0
+    peaks: dict[str, float | None] = field(default_factory=dict)
+
+    def engine(self, model: nn.Module, precision: str, compile: bool | str, *, warmup: bool = True) -> Any:
+        """``vggnets.optimize`` for this benchmark's batch size, input size and normalisation."""
+        from ..inference.engine import optimize
+
+        return optimize(
+            model,
+            precision,
+            device=self.device,
+            compile=compile,
+            batch_size=self.batch_size,
+            image_size=self.spec.image_size,
+            mean=self.spec.mean,
+            std=self.spec.std,
+            resize_size=self.spec.resize_size,
+            warmup=warmup,
+        )
+
+
 # ------------------------------------------------------------------------------------------------- the benchmark
 
 
@@ -248,137 +137,65 @@ def run_benchmark(
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the baseline and each precision of the engine; return a JSON-ready report (see ``ROW_KEYS``)."""
-    from ..inference.machine import describe_cpu
     from ..models.builders import build
-    from ..version import __version__
 
     say = log or (lambda _msg: None)
     dev = torch.device(device)
-    cpu = describe_cpu()
-    report: dict[str, Any] = {
-        "model": model,
-        "batch_size": batch_size,
-        "image_size": image_size,
-        "width": width,
-        "device": _device_name(dev),
-        "cpu": cpu,
-        "versions": {"torch": torch.__version__, "vggnets": __version__, **_optional_versions()},
-        "threads": torch.get_num_threads(),
-    }
     if measure_peaks:
         say("measuring matmul peaks")
-        report["matmul_peaks"] = _device_peaks(dev)
-    peaks = report.get("matmul_peaks") or {}
-
+    report = describe_run(
+        model,
+        batch_size=batch_size,
+        image_size=image_size,
+        width=width,
+        device=dev,
+        measure_peaks=measure_peaks,
+    )
     torch.manual_seed(0)
     ours = build(model, weights=weights, width=width).eval()
     state = ours.state_dict()
-    mean, std, resize_size = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), round(image_size * 256 / 224)
-    if weights is not None and hasattr(weights, "transforms"):
-        preset = weights.transforms()
-        mean, std, resize_size = preset.mean, preset.std, preset.resize_size[0]
-    crops = photo_crops(images, image_size, resize_size)
-    report["agreement_images"] = len(crops)
-    batch_u8 = fill_batch(crops, batch_size)
-    flops = flops_per_image(ours, image_size)
-    report["gflop_per_image"] = flops / 1e9
+    spec = input_spec(weights, image_size=image_size)
+    crops = photo_crops(images, spec.image_size, spec.resize_size)
+    s = Setup(fill_batch(crops, batch_size), crops, spec, batch_size, iterations, latency_iterations, dev)
+    s.flops, s.peaks = flops_per_image(ours, image_size), report.get("matmul_peaks") or {}
+    report.update(agreement_images=len(crops), gflop_per_image=s.flops / 1e9)
 
-    setup = Setup(
-        batch_u8, crops, mean, std, resize_size, image_size, batch_size, iterations, latency_iterations, dev
-    )
     say("baseline: building and timing")
-    base_row, reference = measure_baseline(model, state, width, setup, flops, peaks)
+    base_row, reference = measure_baseline(model, state, width, s)
     report["baseline"] = base_row.pop("label")
     rows: list[dict[str, Any]] = [base_row]
     done: dict[tuple[str, str], dict[str, Any]] = {}
     for precision in precisions:
-        row = measure_engine(ours, precision, compile, setup, reference, flops, peaks, done, say)
-        rows.append(row)
-
-    base_ips, base_lat = rows[0]["images_per_s"], rows[0]["latency_p50_ms"]
-    for row in rows:
-        row["speedup"] = row["images_per_s"] / base_ips
-        row["latency_speedup"] = base_lat / row["latency_p50_ms"]
-    report["rows"] = [{k: row.get(k) for k in ROW_KEYS} for row in rows]
+        rows.append(measure_engine(ours, precision, compile, s, reference, done, say))
+    report["rows"] = finish_rows(rows)
 
     if images is not None and end_to_end:
         say("end to end on the image folder")
+        model_only = {r["path"]: r["images_per_s"] for r in report["rows"]}
         report["end_to_end"] = run_end_to_end(
-            images,
-            ours,
-            state,
-            model,
-            width,
-            precisions[-1],
-            compile,
-            setup,
-            model_only={r["path"]: r["images_per_s"] for r in report["rows"]},
+            images, ours, state, model, width, precisions[-1], compile, s, model_only=model_only
         )
     return report
 
 
-@dataclass
-class Setup:
-    """The inputs and settings every path of one benchmark shares."""
-
-    batch_u8: torch.Tensor
-    crops: torch.Tensor
-    mean: Sequence[float]
-    std: Sequence[float]
-    resize_size: int
-    image_size: int
-    batch_size: int
-    iterations: int
-    latency_iterations: int
-    device: torch.device
-
-    def engine(self, model: nn.Module, precision: str, compile: bool | str, *, warmup: bool = True) -> Any:
-        """``vggnets.optimize`` for this benchmark's batch size, input size and normalisation."""
-        from ..inference.engine import optimize
-
-        return optimize(
-            model,
-            precision,
-            device=self.device,
-            compile=compile,
-            batch_size=self.batch_size,
-            image_size=self.image_size,
-            mean=self.mean,
-            std=self.std,
-            resize_size=self.resize_size,
-            warmup=warmup,
-        )
-
-
 def measure_baseline(
-    model: str, state: dict[str, torch.Tensor], width: float, s: Setup, flops: float, peaks: dict[str, Any]
+    model: str, state: dict[str, torch.Tensor], width: float, s: Setup
 ) -> tuple[dict[str, Any], torch.Tensor]:
     """Time the baseline; returns its row (with a ``label``) and its logits on the photos (the fp32 reference)."""
     start = time.perf_counter()
     with PeakMemory(s.device) as mem, torch.inference_mode():
         base, label = baseline_model(model, state, width)
         base = base.to(s.device)
-        batch = normalize(s.batch_u8, s.mean, s.std).to(s.device)
+        batch = normalize(s.batch_u8, s.spec.mean, s.spec.std).to(s.device)
         base(batch[:1])
-        _sync(s.device)
+        sync(s.device)
         first = time.perf_counter() - start
         throughput = time_calls(lambda: base(batch), s.iterations, s.device)
         latency = time_calls(lambda: base(batch[:1]), s.latency_iterations, s.device)
-        photos = normalize(s.crops, s.mean, s.std).to(s.device)
+        photos = normalize(s.crops, s.spec.mean, s.spec.std).to(s.device)
         reference = torch.cat([base(c) for c in photos.split(s.batch_size)]).float().cpu()
-    row = _row(
-        "baseline",
-        "fp32",
-        "none",
-        throughput,
-        latency,
-        s.batch_size,
-        mem.peak_mib,
-        first,
-        first,
-        flops,
-        peaks,
-    )
+    timings = Timings(throughput, latency, mem.peak_mib, cold=first, warm=first)
+    row = make_row("baseline", "fp32", "none", timings, s.batch_size, s.flops, s.peaks)
     row.update(agreement(reference, reference), label=label)
     return row, reference
 
@@ -389,19 +206,18 @@ def measure_engine(
     compile: bool | str,
     s: Setup,
     reference: torch.Tensor,
-    flops: float,
-    peaks: dict[str, Any],
     done: dict[tuple[str, str], dict[str, Any]],
     say: Callable[[str], None],
 ) -> dict[str, Any]:
-    """Build the engine for ``precision`` from empty caches (cold), time it, rebuild it from the warm caches."""
-    from ..inference import engine
+    """Build the engine for ``precision`` from empty caches (cold), time it, rebuild it from the warm caches.
 
-    def build(warmup: bool = True):
-        return s.engine(model, precision, compile, warmup=warmup)
+    A precision that runs as a path already measured (a fallback: see ``done``) is reported as that path, not built
+    again.
+    """
+    from ..inference.plan import plan
 
-    planned = engine.plan(precision, s.device, compile)
-    if planned[:2] in done:  # a fallback lands on a path already measured: report it, don't build it again
+    planned = plan(precision, s.device, compile)
+    if planned[:2] in done:
         say(f"{precision}: runs as {planned[0]} here (see the notes), as measured above")
         return dict(done[planned[:2]], path=f"ours {precision}", warnings=planned[3])
     say(f"{precision}: building (cold caches)")
@@ -409,67 +225,26 @@ def measure_engine(
         warnings.simplefilter("ignore")  # the engine's warnings are kept in predictor.info.warnings
         with PeakMemory(s.device) as mem:
             start = time.perf_counter()
-            predictor = build()
+            predictor = s.engine(model, precision, compile)
             predictor(s.batch_u8[:1])
             cold = time.perf_counter() - start
-            info = predictor.info
-            key = (info.precision, info.compile)
             say(f"{precision}: timing")
             throughput = time_calls(lambda: predictor(s.batch_u8), s.iterations, s.device)
             latency = time_calls(lambda: predictor(s.batch_u8[:1]), s.latency_iterations, s.device)
             logits = predictor(s.crops)
         say(f"{precision}: building again (warm caches)")
         start = time.perf_counter()
-        build(warmup=False)(s.batch_u8[:1])
+        s.engine(model, precision, compile, warmup=False)(s.batch_u8[:1])
         warm = time.perf_counter() - start
-    row = _row(
-        f"ours {precision}",
-        info.precision,
-        info.compile,
-        throughput,
-        latency,
-        s.batch_size,
-        mem.peak_mib,
-        cold,
-        warm,
-        flops,
-        peaks,
-    )
+    info = predictor.info
+    timings = Timings(throughput, latency, mem.peak_mib, cold=cold, warm=warm)
+    row = make_row(f"ours {precision}", info.precision, info.compile, timings, s.batch_size, s.flops, s.peaks)
     row.update(agreement(logits, reference), warnings=list(info.warnings))
-    done[key] = row
+    done[(info.precision, info.compile)] = row
     return row
 
 
-def _row(
-    path: str,
-    precision: str,
-    compile_mode: str,
-    throughput: list[float],
-    latency: list[float],
-    batch_size: int,
-    peak_mib: float,
-    cold: float,
-    warm: float,
-    flops: float,
-    peaks: dict[str, float | None],
-) -> dict[str, Any]:
-    ips = batch_size / statistics.median(throughput)
-    gflops = ips * flops / 1e9
-    peak = peaks.get({"fp32": "fp32_gflops", "bf16": "bf16_gflops", "int8": "int8_gops"}[precision])
-    return {
-        "path": path,
-        "precision": precision,
-        "compile": compile_mode,
-        "images_per_s": ips,
-        "latency_p50_ms": 1000 * percentile(latency, 50),
-        "latency_p99_ms": 1000 * percentile(latency, 99),
-        "peak_memory_mib": peak_mib,
-        "cold_first_prediction_s": cold,
-        "warm_first_prediction_s": warm,
-        "gflops": gflops,
-        "peak_fraction": gflops / peak if peak else None,
-        "warnings": [],
-    }
+# ------------------------------------------------------------------------------------------------- end to end
 
 
 def run_end_to_end(
@@ -485,15 +260,22 @@ def run_end_to_end(
 ) -> dict[str, Any]:
     """Files on disk -> top-5 labels: the Hub page's script (PIL + torchvision transforms + fp32 eager) against
     ``vggnets`` classification with the engine (torchvision.io decode, uint8 crop, decoding overlapped with the
-    model in a worker). Compile time is excluded (the predictor is built before the clock starts)."""
+    model in a worker). Compile time is excluded (the predictor is built before the clock starts). ``model_only``
+    holds each path's model-only images/s."""
     from torchvision import transforms as T
 
     from ..inference.classify import classify_files
     from ..io.images import collect_images
 
     files, _ = collect_images([str(folder)], recursive=True)
+    spec = s.spec
     preprocess = T.Compose(
-        [T.Resize(s.resize_size), T.CenterCrop(s.image_size), T.ToTensor(), T.Normalize(s.mean, s.std)]
+        [
+            T.Resize(spec.resize_size),
+            T.CenterCrop(spec.image_size),
+            T.ToTensor(),
+            T.Normalize(spec.mean, spec.std),
+        ]
     )
     base_seconds = hub_page_script(
         files, baseline_model(model, state, width)[0], preprocess, s.batch_size, s.device
@@ -540,121 +322,5 @@ def hub_page_script(
         batch = torch.stack([preprocess(Image.open(f).convert("RGB")) for f in files[i : i + batch_size]])
         with torch.no_grad():
             torch.nn.functional.softmax(model(batch.to(device)), dim=1).topk(5)
-    _sync(device)
+    sync(device)
     return time.perf_counter() - start
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda" and torch.cuda.is_available():
-        return torch.cuda.get_device_name(device)
-    return "cpu"
-
-
-def _device_peaks(device: torch.device) -> dict[str, float | None]:
-    if device.type == "cuda":
-        return _cuda_peaks(device)
-    from ..inference.machine import matmul_peaks
-
-    return matmul_peaks()
-
-
-def _cuda_peaks(device: torch.device, n: int = 8192) -> dict[str, float | None]:
-    out: dict[str, float | None] = {}
-    for key, dtype in (("fp32_gflops", torch.float32), ("bf16_gflops", torch.bfloat16)):
-        a = torch.randn(n, n, device=device, dtype=dtype)
-        b = torch.randn(n, n, device=device, dtype=dtype)
-        times = time_calls(lambda a=a, b=b: a @ b, 10, device)
-        out[key] = 2 * n**3 / min(times) / 1e9
-    out["int8_gops"] = None
-    return out
-
-
-def _optional_versions() -> dict[str, str]:
-    """Installed versions, read from package metadata (importing torchao would cost seconds and print noise)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {}
-    for name in ("torchvision", "torchao"):
-        with contextlib.suppress(PackageNotFoundError):
-            versions[name] = version(name)
-    return versions
-
-
-# ------------------------------------------------------------------------------------------------- reporting
-
-
-def _fmt(value: Any, spec: str) -> str:
-    return "–" if value is None else format(value, spec)
-
-
-def format_report(report: dict[str, Any]) -> str:
-    """The report as text: machine lines, then a Markdown table (ready for notes and the README)."""
-    from ..inference.machine import format_cpu
-
-    cpu = dict(report["cpu"], measured_peaks=report.get("matmul_peaks"))
-    lines = [
-        f"vggnets benchmark: {report['model']}"
-        + (f" (width {report['width']:g})" if report["width"] != 1 else "")
-        + f", batch {report['batch_size']}, {report['image_size']}x{report['image_size']}, device {report['device']}, "
-        f"{report['threads']} threads, torch {report['versions']['torch']}"
-        + (f", torchao {report['versions']['torchao']}" if "torchao" in report["versions"] else ""),
-        format_cpu(cpu) if report["device"] == "cpu" else f"GPU: {report['device']}",
-        f"baseline: {report['baseline']}; {report['gflop_per_image']:.3g} GFLOP per image; agreement measured on "
-        f"{report['agreement_images']} real photos against the baseline's fp32 logits",
-        "",
-        "| path | runs as | img/s | speed-up | batch-1 p50 / p99 ms | latency speed-up | peak MiB | first prediction "
-        "cold / warm s | GFLOP/s | of peak | top-1 agree | max abs diff | cosine min |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in report["rows"]:
-        lines.append(
-            f"| {r['path']} | {r['precision']}, compile {r['compile']} | {r['images_per_s']:.2f} | "
-            f"**{r['speedup']:.2f}x** | {r['latency_p50_ms']:.1f} / {r['latency_p99_ms']:.1f} | "
-            f"{r['latency_speedup']:.2f}x | {r['peak_memory_mib']:.0f} | "
-            f"{r['cold_first_prediction_s']:.1f} / {r['warm_first_prediction_s']:.1f} | {r['gflops']:.0f} | "
-            f"{_fmt(r['peak_fraction'] and 100 * r['peak_fraction'], '.0f')}{'%' if r['peak_fraction'] else ''} | "
-            f"{100 * r['top1_agreement']:.0f}% | {r['max_abs_logit_diff']:.3g} | {r['cosine_min']:.5f} |"
-        )
-    e2e = report.get("end_to_end")
-    if e2e:
-        fraction = e2e["fraction_of_model_only"]
-        lines += [
-            "",
-            f"end to end, {e2e['images']} files -> top-5 labels: Hub-page script {e2e['baseline_images_per_s']:.2f} "
-            f"img/s, vggnets {e2e['ours_precision']} {e2e['ours_images_per_s']:.2f} img/s = "
-            f"**{e2e['speedup']:.2f}x**"
-            + (f"; {100 * fraction:.0f}% of the model-only img/s" if fraction else ""),
-        ]
-    notes = sorted({w for r in report["rows"] for w in r["warnings"]})
-    if notes:
-        lines += ["", "notes:"] + [f"- {w}" for w in notes]
-    return "\n".join(lines)
-
-
-def plot_report(report: dict[str, Any], path: str | Path) -> None:
-    """A bar chart of images/s per path, annotated with the speed-up over the baseline (matplotlib)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = report["rows"]
-    names = [r["path"] for r in rows]
-    values = [r["images_per_s"] for r in rows]
-    fig, ax = plt.subplots(figsize=(1.6 * len(rows) + 2, 4))
-    bars = ax.bar(names, values, color=["#888888"] + ["#2b6cb0"] * (len(rows) - 1))
-    for bar, row in zip(bars, rows):
-        ax.annotate(
-            f"{row['speedup']:.1f}x",
-            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-            ha="center",
-            va="bottom",
-        )
-    cpu = report["cpu"]["model_name"] if report["device"] == "cpu" else report["device"]
-    ax.set_ylabel(f"images/s at batch {report['batch_size']}")
-    ax.set_title(
-        f"{report['model']} on {cpu} ({report['cpu']['kind'] if report['device'] == 'cpu' else 'GPU'})"
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -84,38 +83,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check every option before the long run, benchmark, print and write the report."""
-    from ..bench.runner import format_report, plot_report, run_benchmark
-    from ..errors import MissingDependencyError, VggnetsError
-    from ..inference.engine import PRECISIONS
+    from ..bench.report import format_report, plot_report, write_json
+    from ..bench.runner import run_benchmark
 
-    require_at_least(args.batch_size, 1, "--batch-size")
-    require_at_least(args.iterations, 1, "--iterations")
-    require_at_least(args.latency_iterations, 1, "--latency-iterations")
-    require_at_least(args.image_size, 32, "--image-size", " (five 2x2 poolings)")
-    if not 0 < args.width <= 1:
-        raise VggnetsError(f"--width must be in (0, 1], got {args.width}.")
-    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
-    unknown = [p for p in precisions if p not in PRECISIONS]
-    if unknown or not precisions:
-        raise VggnetsError(
-            f"unknown precision {', '.join(unknown) or args.precision!r}; choose from fp32, bf16, int8."
-        )
-    if args.images is not None and not args.images.is_dir():
-        raise VggnetsError(f"--images {args.images} is not a directory of images.")
-    for option, path in (("--output", args.output), ("--plot", args.plot)):
-        if path is not None and path.exists() and not args.force:
-            raise VggnetsError(
-                f"{option} {path} already exists; pass --force to overwrite it, or choose another name."
-            )
-        if path is not None and not path.parent.is_dir():
-            raise VggnetsError(f"{option} {path}: the directory {path.parent} does not exist.")
-    if args.plot is not None:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise MissingDependencyError(
-                "--plot needs matplotlib: pip install matplotlib (or pip install 'vggnets[fast]')."
-            ) from None
+    precisions = _check_options(args)
     device = _device(args.device)
     weights = None
     if args.weights is not None:
@@ -144,17 +115,34 @@ def run(args: argparse.Namespace) -> int:
         log=log,
     )
     report["weights"] = str(weights) if weights is not None else "random (seed 0)"
-    if args.format == "json":
-        print(json.dumps(report, indent=2))
-    else:
-        print(format_report(report))
+    print(json.dumps(report, indent=2) if args.format == "json" else format_report(report))
     if args.output is not None:
-        tmp = args.output.with_name(f".{args.output.name}.tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        os.replace(tmp, args.output)
+        write_json(report, args.output, overwrite=args.force)
     if args.plot is not None:
-        plot_report(report, args.plot)
+        plot_report(report, args.plot, overwrite=args.force)
     return 0
+
+
+def _check_options(args: argparse.Namespace) -> list[str]:
+    """Every option checked before the long run; returns the precisions to measure."""
+    from ..bench.report import check_output_path, require_matplotlib
+    from ..bench.runner import parse_precisions
+    from ..errors import VggnetsError
+
+    require_at_least(args.batch_size, 1, "--batch-size")
+    require_at_least(args.iterations, 1, "--iterations")
+    require_at_least(args.latency_iterations, 1, "--latency-iterations")
+    require_at_least(args.image_size, 32, "--image-size", " (five 2x2 poolings)")
+    if not 0 < args.width <= 1:
+        raise VggnetsError(f"--width must be in (0, 1], got {args.width}.")
+    precisions = parse_precisions(args.precision)
+    if args.images is not None and not args.images.is_dir():
+        raise VggnetsError(f"--images {args.images} is not a directory of images.")
+    check_output_path(args.output, "--output", overwrite=args.force)
+    check_output_path(args.plot, "--plot", overwrite=args.force)
+    if args.plot is not None:
+        require_matplotlib()
+    return precisions
 
 
 def _device(name: str) -> str:

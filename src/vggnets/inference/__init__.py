@@ -1,6 +1,10 @@
 """Fast inference: ``optimize`` -> ``Predictor``, batched classification of files, the machine it runs on.
 
-engine.py    graph rewrites, precision, compilation, the AOT cache, Predictor
-classify.py  top-k classification of image files in batches
-machine.py   CPU kind, capabilities and measured peaks
+engine.py       optimize and the Predictor: puts the steps below together
+plan.py         what runs here: precision, compile mode, device, batch buckets, capability checks
+graph.py        batch norm folding, uint8 input normalised in the graph, channels-last, torch.export capture
+calibration.py  int8 calibration images and PT2E quantisation
+compiled.py     AOTInductor packages cached on disk, torch.compile, warm-up
+classify.py     top-k classification of image files in batches
+machine.py      CPU kind, capabilities and measured peaks
 """
