@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import io
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -62,10 +63,12 @@ class _Server(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.files: dict[str, bytes] = {NAME: PAYLOAD}
         self.hits: list[str] = []
+        self.ranges: list[str | None] = []  # the Range header of each request, in the order of hits
         self.active = 0
         self.max_active = 0
         self.lock = threading.Lock()
         self.release = threading.Event()  # set at teardown to end stalled handlers
+        self.gate = threading.Event()  # opened by a test to let the "gated" route finish
 
     def url(self, route: str, name: str = NAME) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/{route}/{name}"
@@ -81,6 +84,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         route, _, name = self.path.lstrip("/").partition("/")
         with self.server.lock:
             self.server.hits.append(self.path)
+            self.server.ranges.append(self.headers.get("Range"))
             self.server.active += 1
             self.server.max_active = max(self.server.max_active, self.server.active)
         try:
@@ -91,19 +95,56 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             with self.server.lock:
                 self.server.active -= 1
 
-    def _headers(self, length: int) -> None:
-        self.send_response(200)
+    def _headers(self, length: int, content_range: str | None = None) -> None:
+        self.send_response(206 if content_range else 200)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(length))
+        if content_range:
+            self.send_header("Content-Range", content_range)
         self.end_headers()
+
+    def _range_start(self) -> int | None:
+        """The first byte asked for by a 'Range: bytes=N-' header, else None."""
+        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+        return int(match.group(1)) if match else None
+
+    def _send_ranged(self, body: bytes, *, ranges: bool = True) -> bytes | None:
+        """Send the status and headers for body (206 for a Range request when ranges), return what to write."""
+        start = self._range_start() if ranges else None
+        if start is None:
+            self._headers(len(body))
+            return body
+        if start >= len(body):
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{len(body)}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        self._headers(len(body) - start, f"bytes {start}-{len(body) - 1}/{len(body)}")
+        return body[start:]
 
     def _respond(self, route: str, body: bytes | None) -> None:
         if body is None or route == "404":
             self.send_error(404, "Not Found")
         elif route == "403":
             self.send_error(403, "Forbidden")
-        elif route == "files":
-            self._headers(len(body))
+        elif route in ("files", "norange"):  # norange: a server that ignores Range (200, whole file)
+            data = self._send_ranged(body, ranges=route == "files")
+            if data:
+                self.wfile.write(data)
+        elif route == "range416":  # refuses every Range request
+            if self._range_start() is not None:
+                self.send_response(416)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            else:
+                self._headers(len(body))
+                self.wfile.write(body)
+        elif route == "wrongrange":  # answers a Range request with 206 but the whole file (bytes 0-...)
+            if self._range_start() is not None:
+                self._headers(len(body), f"bytes 0-{len(body) - 1}/{len(body)}")
+            else:
+                self._headers(len(body))
             self.wfile.write(body)
         elif route == "truncated":  # promise the whole file, send half, close
             self._headers(len(body))
@@ -116,13 +157,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body[:1024])
             self.wfile.flush()
             self.server.release.wait(10)
-        elif route in ("slow", "paced"):  # slow: ~4 s for the file; paced: ~0.4 s
-            step, pause = (4096, 0.05) if route == "slow" else (16384, 0.02)
-            self._headers(len(body))
-            for start in range(0, len(body), step):
+        elif route == "gated":  # 16 KiB, then the rest once the test opens the gate (serves ranges)
+            data = self._send_ranged(body) or b""
+            self.wfile.write(data[:16384])
+            self.wfile.flush()
+            self.server.gate.wait(30)
+            if not self.server.release.is_set():
+                self.wfile.write(data[16384:])
+        elif route == "paced":  # 16 KiB at a time, ~0.4 s for the file (serves ranges)
+            step, pause = 16384, 0.02
+            data = self._send_ranged(body) or b""
+            for start in range(0, len(data), step):
                 if self.server.release.is_set():
                     return
-                self.wfile.write(body[start : start + step])
+                self.wfile.write(data[start : start + step])
                 self.wfile.flush()
                 time.sleep(pause)
         else:
@@ -136,6 +184,7 @@ def server() -> Iterator[_Server]:
     thread.start()
     yield srv
     srv.release.set()
+    srv.gate.set()
     srv.shutdown()
     srv.server_close()
     thread.join(5)
@@ -162,16 +211,74 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
+PARTIAL = (
+    f".{NAME}.partial"  # where a download of NAME writes until the file verifies (resumed by the next one)
+)
+LOCK = f".{NAME}.lock"  # held by the process downloading NAME
+
+
 def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
 def _assert_actionable(message: str, url: str, final: Path) -> None:
-    """A download error names the URL, the cache path, and says how to fix it by hand."""
+    """A download error names the URL, the cache path, and says how to fix it by hand (for CLI and Python)."""
     assert url in message
     assert str(final) in message
     assert "internet access" in message and hub.MIRROR_ENV in message
+    assert "--weights FILE" in message and "weights='" not in message
     assert "\n" not in message
+
+
+def _stage(folder: Path, name: str, data: bytes, *, age_s: float = 0.0) -> Path:
+    """Write folder/name, as if last modified age_s seconds ago."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(data)
+    if age_s:
+        when = time.time() - age_s
+        os.utime(path, (when, when))
+    return path
+
+
+def _download_in_subprocess(url: str) -> subprocess.Popen[bytes]:
+    """A separate process downloading NAME from url into the same (isolated) cache."""
+    code = (
+        "import sys; from vggnets.io.download import ensure_file; "
+        "ensure_file(sys.argv[1], sys.argv[2], sys.argv[3], progress=False)"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen(
+        [sys.executable, "-c", code, url, NAME, SHA],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _wait_for_partial(proc: subprocess.Popen[bytes], folder: Path) -> None:
+    """Wait until proc has written some bytes of NAME (it then holds the lock)."""
+    deadline = time.monotonic() + 120  # a generous bound for a busy machine, not a timing assertion
+    while _size(folder / PARTIAL) == 0:
+        if proc.poll() is not None:
+            raise AssertionError(proc.stderr.read().decode() if proc.stderr else "the download process ended")
+        assert time.monotonic() < deadline, "the download never started"
+        time.sleep(0.02)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _finish(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(60)
+    if proc.stderr:
+        proc.stderr.close()
 
 
 # --- cache_dir, cached_path, check_digest, sha256_file ---
@@ -265,12 +372,25 @@ def test_ensure_file_reuses_legacy_name(isolated_cache: Path, closed_port_url: s
 
 
 def test_download_replaces_existing_file(server: _Server, isolated_cache: Path) -> None:
-    isolated_cache.mkdir(parents=True)
-    (isolated_cache / NAME).write_bytes(b"stale")
+    _stage(isolated_cache, NAME, b"stale")
     assert hub.download(server.url("files"), NAME, SHA).read_bytes() == PAYLOAD
+    assert _leftovers(isolated_cache) == [NAME]
 
 
-# --- download: failures leave nothing behind ---
+def test_download_keeps_cached_file_when_replacement_fails(server: _Server, isolated_cache: Path) -> None:
+    # download() is `vggnets download --force`: the cached file is replaced only by a verified one.
+    _stage(isolated_cache, NAME, b"old file")
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        hub.download(server.url("404"), NAME, SHA)
+    wrong = "f" * 64 if not SHA.startswith("f") else "e" * 64
+    with pytest.raises(ChecksumError) as info:
+        hub.download(server.url("files"), NAME, wrong)
+    assert f"{isolated_cache / NAME} was left as it was" in str(info.value)
+    assert (isolated_cache / NAME).read_bytes() == b"old file"
+    assert _leftovers(isolated_cache) == [NAME]
+
+
+# --- download: failures ---
 
 
 def test_checksum_mismatch(server: _Server, isolated_cache: Path) -> None:
@@ -280,24 +400,34 @@ def test_checksum_mismatch(server: _Server, isolated_cache: Path) -> None:
         hub.download(url, NAME, wrong)
     message = str(info.value)
     _assert_actionable(message, url, isolated_cache / NAME)
-    assert wrong in message and SHA in message
-    assert _leftovers(isolated_cache) == []
+    assert wrong in message and SHA in message and "Nothing was saved" in message
+    assert _leftovers(isolated_cache) == []  # a partial that fails the digest is not kept
 
 
-def test_truncated_transfer(server: _Server, isolated_cache: Path) -> None:
+def test_truncated_transfer_keeps_partial_and_next_download_resumes(
+    server: _Server, isolated_cache: Path
+) -> None:
     url = server.url("truncated")
     with pytest.raises(DownloadError) as info:
         hub.download(url, NAME, SHA)
     message = str(info.value)
+    half = len(PAYLOAD) // 2
     assert "truncated" in message and f"{len(PAYLOAD):,}" in message
+    assert f"The {half:,} bytes received so far are kept in {isolated_cache / PARTIAL}" in message
     _assert_actionable(message, url, isolated_cache / NAME)
-    assert _leftovers(isolated_cache) == []
+    assert _leftovers(isolated_cache) == [PARTIAL]  # no file under the final name, no lock file
+    assert _size(isolated_cache / PARTIAL) == half
+
+    path = hub.ensure_file(server.url("files"), NAME, SHA)
+    assert server.ranges[-1] == f"bytes={half}-"  # only the missing half was asked for
+    assert hub.sha256_file(path) == SHA
+    assert _leftovers(isolated_cache) == [NAME]
 
 
 def test_truncated_transfer_detected_without_digest(server: _Server, isolated_cache: Path) -> None:
     with pytest.raises(DownloadError, match="truncated"):
         hub.download(server.url("truncated"), NAME, None)
-    assert _leftovers(isolated_cache) == []
+    assert not (isolated_cache / NAME).exists()
 
 
 @pytest.mark.parametrize(("route", "status"), [("404", "404 Not Found"), ("403", "403 Forbidden")])
@@ -334,20 +464,18 @@ def test_unresolvable_host_message(isolated_cache: Path, monkeypatch: pytest.Mon
     _assert_actionable(str(info.value), url, isolated_cache / NAME)
 
 
-@pytest.mark.parametrize("route", ["stall-headers", "stall-body"])
+@pytest.mark.parametrize(("route", "kept"), [("stall-headers", []), ("stall-body", [PARTIAL])])
 def test_stalled_server_times_out(
-    server: _Server, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch, route: str
+    server: _Server, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch, route: str, kept: list[str]
 ) -> None:
     monkeypatch.setenv(hub.TIMEOUT_ENV, "1")
     url = server.url(route)
-    start = time.monotonic()
     with pytest.raises(DownloadError) as info:
         hub.download(url, NAME, SHA)
-    assert time.monotonic() - start < 8
     message = str(info.value)
     assert "timed out" in message and hub.TIMEOUT_ENV in message
     _assert_actionable(message, url, isolated_cache / NAME)
-    assert _leftovers(isolated_cache) == []
+    assert _leftovers(isolated_cache) == kept  # the 1 KiB that arrived before the stall is kept for resuming
 
 
 def test_invalid_timeout_setting(
@@ -360,83 +488,193 @@ def test_invalid_timeout_setting(
     assert _leftovers(isolated_cache) == []
 
 
-def test_keyboard_interrupt_mid_transfer_removes_temp(
+def test_keyboard_interrupt_keeps_partial_for_the_next_download(
     server: _Server, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     class InterruptingBar:
         def update(self, n: int) -> None:
-            assert any(p.stat().st_size > 0 for p in isolated_cache.glob("*.partial"))  # data was written
             raise KeyboardInterrupt
 
         def close(self) -> None:
             pass
 
-    monkeypatch.setattr(hub, "_progress_bar", lambda total, desc: InterruptingBar())
-    with pytest.raises(KeyboardInterrupt):
-        hub.download(server.url("files"), NAME, SHA)
-    assert _leftovers(isolated_cache) == []
+    with monkeypatch.context() as patch:
+        patch.setattr(hub, "_progress_bar", lambda total, desc, initial=0: InterruptingBar())
+        with pytest.raises(KeyboardInterrupt):
+            hub.download(server.url("paced"), NAME, SHA)
+    assert _leftovers(isolated_cache) == [PARTIAL]  # the lock is released and removed
+    kept = _size(isolated_cache / PARTIAL)
+    assert 0 < kept <= len(PAYLOAD)
+    assert hub.ensure_file(server.url("files"), NAME, SHA).read_bytes() == PAYLOAD
+    assert server.ranges == [None, f"bytes={kept}-"]
 
 
-def test_killed_download_leaves_no_file_and_stale_partial_is_cleaned(
-    server: _Server, isolated_cache: Path
+# --- resuming a partial ---
+
+
+def test_killed_download_is_resumed_with_a_range_request(
+    server: _Server, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    code = (
-        "import sys; from vggnets.io.download import download; "
-        "download(sys.argv[1], sys.argv[2], None, progress=False)"
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, server.url("slow"), NAME],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not any(p.stat().st_size > 0 for p in isolated_cache.glob(f".{NAME}.*.partial")):
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            assert time.monotonic() < deadline, "the download never started"
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        if proc.stderr:
-            proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
-    assert not (isolated_cache / NAME).exists()
-    [partial] = isolated_cache.glob(f".{NAME}.*.partial")
-    assert 0 < partial.stat().st_size < len(PAYLOAD)
+    """Another process downloads NAME and is SIGKILLed mid-transfer while this one waits for its lock: this one
+    then resumes the partial it left with a Range request, and the whole file verifies."""
+    waiting = threading.Event()
+    monkeypatch.setattr(hub._Job, "waiting", lambda self: waiting.set())
+    outcome: list[object] = []
 
-    # Pretend the killed process died over an hour ago: the next download removes its leftover.
-    old = time.time() - 2 * 3600
-    os.utime(partial, (old, old))
-    path = hub.download(server.url("files"), NAME, SHA)
-    assert path.read_bytes() == PAYLOAD
+    def rerun() -> None:
+        try:
+            outcome.append(hub.ensure_file(server.url("files"), NAME, SHA))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    proc = _download_in_subprocess(server.url("gated"))  # 16 KiB, then nothing until the gate opens
+    thread = threading.Thread(target=rerun)
+    try:
+        _wait_for_partial(proc, isolated_cache)  # the other process holds the lock and has written some bytes
+        thread.start()
+        assert waiting.wait(60), "the second download did not wait for the lock"
+        assert server.hits == [f"/gated/{NAME}"]  # ... and did not start a transfer of its own
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(60)
+        thread.join(60)
+    finally:
+        _finish(proc)
+    assert proc.returncode == -signal.SIGKILL
+    assert outcome == [isolated_cache / NAME]
+    assert server.hits == [f"/gated/{NAME}", f"/files/{NAME}"]
+    first, resumed = server.ranges
+    match = re.fullmatch(r"bytes=(\d+)-", resumed or "")
+    assert (
+        first is None and match and 0 < int(match.group(1)) <= 16384
+    )  # resumed where the killed one stopped
+    assert hub.sha256_file(isolated_cache / NAME) == SHA
     assert _leftovers(isolated_cache) == [NAME]
 
 
-def test_recent_partial_of_another_download_is_left_alone(server: _Server, isolated_cache: Path) -> None:
+def test_old_partial_with_a_lock_file_and_no_holder_is_resumed(server: _Server, isolated_cache: Path) -> None:
+    # What `kill -9` leaves: the partial and the lock file, whose lock the kernel released; a week old here.
+    week = 7 * 24 * 3600.0
+    _stage(isolated_cache, PARTIAL, PAYLOAD[:5000], age_s=week)
+    _stage(isolated_cache, LOCK, b"", age_s=week)
+    assert hub.ensure_file(server.url("files"), NAME, SHA).read_bytes() == PAYLOAD
+    assert server.ranges == ["bytes=5000-"]
+    assert _leftovers(isolated_cache) == [NAME]
+
+
+@pytest.mark.parametrize(
+    ("route", "ranges"),
+    [
+        ("norange", ["bytes=5000-"]),  # 200 with the whole file: written from the start
+        ("range416", ["bytes=5000-", None]),  # 416: asked again for the whole file
+        ("wrongrange", ["bytes=5000-", None]),  # 206 for other bytes than asked: asked again
+    ],
+)
+def test_server_that_does_not_resume_restarts_cleanly(
+    server: _Server, isolated_cache: Path, route: str, ranges: list[str | None]
+) -> None:
+    _stage(isolated_cache, PARTIAL, PAYLOAD[:5000])
+    path = hub.ensure_file(server.url(route), NAME, SHA)
+    assert server.ranges == ranges
+    assert hub.sha256_file(path) == SHA
+    assert _leftovers(isolated_cache) == [NAME]
+
+
+def test_complete_partial_is_verified_without_a_body(server: _Server, isolated_cache: Path) -> None:
+    # Killed between the last byte and the rename: the server answers 416 (bytes */size), nothing is re-sent.
+    _stage(isolated_cache, PARTIAL, PAYLOAD)
+    assert hub.ensure_file(server.url("files"), NAME, SHA).read_bytes() == PAYLOAD
+    assert server.ranges == [f"bytes={len(PAYLOAD)}-"]
+
+
+@pytest.mark.parametrize("kept", [b"x" * 5000, PAYLOAD + b"more"], ids=["wrong-bytes", "too-long"])
+def test_partial_that_is_not_a_prefix_of_the_file_is_replaced(
+    server: _Server, isolated_cache: Path, kept: bytes
+) -> None:
+    # Another version of the file, or damaged: the digest of the resumed file fails, so it is fetched again whole.
+    _stage(isolated_cache, PARTIAL, kept)
+    assert hub.ensure_file(server.url("files"), NAME, SHA).read_bytes() == PAYLOAD
+    assert server.ranges == [f"bytes={len(kept)}-", None]
+    assert _leftovers(isolated_cache) == [NAME]
+
+
+def test_partial_is_not_resumed_without_a_digest_to_check_it(server: _Server, isolated_cache: Path) -> None:
+    _stage(isolated_cache, PARTIAL, b"x" * 5000)
+    assert hub.download(server.url("files"), NAME, None).read_bytes() == PAYLOAD
+    assert server.ranges == [None]
+
+
+def test_partial_is_overwritten_by_a_local_mirror(
+    mirror_dir: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _stage(isolated_cache, PARTIAL, b"x" * 5000)
+    monkeypatch.setenv(hub.MIRROR_ENV, str(mirror_dir))
+    assert hub.ensure_file("http://127.0.0.1:9/x", NAME, SHA).read_bytes() == PAYLOAD
+    assert _leftovers(isolated_cache) == [NAME]
+
+
+def test_orphaned_partials_of_other_files_are_removed(server: _Server, isolated_cache: Path) -> None:
+    fcntl = pytest.importorskip("fcntl")
+    old = 2 * hub.STALE_PARTIAL_AGE_S
+    orphan = _stage(isolated_cache, ".other-1.pth.partial", b"no process holds it", age_s=old)
+    held = _stage(isolated_cache, ".other-2.pth.partial", b"its download is stalled", age_s=old)
+    recent = _stage(isolated_cache, ".other-3.pth.partial", b"killed a minute ago: may be resumed soon")
+    legacy = _stage(isolated_cache, f".{NAME}.k3j2h1ab.partial", b"random name of older vggnets", age_s=old)
+    by_torch = _stage(isolated_cache, f"{NAME}.0123abcd.partial", b"torch.hub's, not ours", age_s=old)
+    fd = os.open(isolated_cache / ".other-2.pth.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another process is downloading other-2.pth
+        hub.download(server.url("files"), NAME, SHA)
+    finally:
+        os.close(fd)
+    assert not orphan.exists() and not legacy.exists()
+    assert held.exists() and recent.exists() and by_torch.exists()
+    assert _leftovers(isolated_cache) == sorted(
+        [NAME, held.name, recent.name, by_torch.name, ".other-2.pth.lock"]
+    )
+
+
+# --- two downloads of the same file ---
+
+
+def test_second_download_waits_for_the_lock_then_uses_the_file(
+    server: _Server, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fcntl = pytest.importorskip("fcntl")
+    waiting = threading.Event()
+    monkeypatch.setattr(hub._Job, "waiting", lambda self: waiting.set())
     isolated_cache.mkdir(parents=True)
-    other = isolated_cache / f".{NAME}.inprogress.partial"
-    other.write_bytes(b"another process is still writing this")
-    unrelated_old = isolated_cache / ".other.pth.x.partial"
-    unrelated_old.write_bytes(b"not ours")
-    old = time.time() - 2 * 3600
-    os.utime(unrelated_old, (old, old))
-    hub.download(server.url("files"), NAME, SHA)
-    assert other.exists() and unrelated_old.exists()
+    fd = os.open(isolated_cache / LOCK, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another process is downloading NAME
+    outcome: list[object] = []
+
+    def second() -> None:
+        try:
+            outcome.append(hub.ensure_file(server.url("files"), NAME, SHA))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    try:
+        assert waiting.wait(60), "the second download did not wait for the lock"
+        (isolated_cache / NAME).write_bytes(PAYLOAD)  # the first one finishes: its file is in place
+    finally:
+        os.unlink(isolated_cache / LOCK)
+        os.close(fd)
+        thread.join(60)
+    assert outcome == [isolated_cache / NAME]
+    assert server.hits == []  # it found the file instead of downloading it again
+    assert _leftovers(isolated_cache) == [NAME]
 
 
-def test_concurrent_downloads_of_same_file(server: _Server, isolated_cache: Path) -> None:
+@pytest.mark.parametrize("fetch", ["ensure_file", "download"])
+def test_concurrent_downloads_of_same_file(server: _Server, isolated_cache: Path, fetch: str) -> None:
     results: list[Path] = []
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            results.append(hub.download(server.url("paced"), NAME, SHA))
+            results.append(getattr(hub, fetch)(server.url("paced"), NAME, SHA))
         except BaseException as exc:
             errors.append(exc)
 
@@ -444,10 +682,11 @@ def test_concurrent_downloads_of_same_file(server: _Server, isolated_cache: Path
     for t in threads:
         t.start()
     for t in threads:
-        t.join(30)
+        t.join(60)
     assert errors == []
     assert results == [isolated_cache / NAME] * 2
-    assert server.max_active == 2  # the transfers really overlapped
+    # ensure_file: the second finds the first one's file; download (--force): the second downloads again, after
+    assert len(server.hits) == (1 if fetch == "ensure_file" else 2)
     assert hub.sha256_file(isolated_cache / NAME) == SHA
     assert _leftovers(isolated_cache) == [NAME]
 
@@ -474,6 +713,36 @@ def test_mirror_http_missing_file(
     message = str(info.value)
     assert "404" in message and server.url("404") in message
     _assert_actionable(message, closed_port_url, isolated_cache / NAME)  # still says where the original lives
+
+
+def test_mirror_url_scheme_in_capitals(
+    server: _Server, isolated_cache: Path, monkeypatch, closed_port_url
+) -> None:
+    monkeypatch.setenv(hub.MIRROR_ENV, f"HTTP://127.0.0.1:{server.server_address[1]}/files")
+    assert hub.download(closed_port_url, NAME, SHA).read_bytes() == PAYLOAD
+
+
+@pytest.mark.parametrize("mirror", ["ftp://127.0.0.1/x", "s3://bucket/models/", "SFTP://host/dir"])
+def test_mirror_with_unsupported_scheme(
+    isolated_cache: Path, monkeypatch: pytest.MonkeyPatch, closed_port_url: str, mirror: str
+) -> None:
+    monkeypatch.setenv(hub.MIRROR_ENV, mirror)
+    with pytest.raises(DownloadError) as info:
+        hub.download(closed_port_url, NAME, SHA)
+    message = str(info.value)
+    scheme = mirror.split(":")[0].lower()
+    assert f"{hub.MIRROR_ENV} is set to {mirror!r}, but {scheme}:// URLs are not supported" in message
+    for form in ("http://", "https://", "file://", "a directory", "unset it", closed_port_url):
+        assert form in message
+    assert "does not exist" not in message and "\n" not in message
+    assert _leftovers(isolated_cache) == []  # refused before anything was created
+
+
+def test_unsupported_url_scheme(isolated_cache: Path) -> None:
+    url = f"ftp://127.0.0.1/models/{NAME}"
+    with pytest.raises(DownloadError, match=r"Cannot download ftp://.*ftp:// URLs are not supported"):
+        hub.download(url, NAME, SHA)
+    assert _leftovers(isolated_cache) == []
 
 
 @pytest.fixture

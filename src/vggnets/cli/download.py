@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .common import add_quiet_option, add_subcommand, show_progress
+
+if TYPE_CHECKING:
+    from ..models.weights import WeightsEnum
 
 HELP = "download (and verify) pretrained weights into the cache"
 DESCRIPTION = """\
@@ -14,13 +19,17 @@ Download weights into $TORCH_HOME/hub/checkpoints (shared with torchvision), so 
 
 NAME is a model (vgg16: its DEFAULT weights) or a weights name (VGG16_Weights.IMAGENET1K_FEATURES).
 --verify re-hashes cached files (a cache hit is otherwise trusted) and prints each full SHA-256, so a site
-can pin it. Set VGGNETS_WEIGHTS_MIRROR to a directory or URL to fetch from an internal mirror.
+can pin it; --force downloads again and replaces a cached file once the new one verifies (a bad one, say).
+An interrupted download is resumed by the next one where the server allows it; two processes downloading
+the same file take turns. Set VGGNETS_WEIGHTS_MIRROR to a directory, an http(s):// or a file:// URL to
+fetch from an internal mirror.
 Exit code: 0 all present and valid, 1 a file failed verification, 2 a download failed."""
 EPILOG = """\
 examples:
   vggnets download vgg16                          VGG16's DEFAULT weights (IMAGENET1K_V1)
   vggnets download vgg16 vgg19_bn --verify        fetch two, re-hash them, print their SHA-256
   vggnets download VGG16_Weights.IMAGENET1K_FEATURES
+  vggnets download vgg16 --force --verify         replace a cached file that failed --verify
   VGGNETS_WEIGHTS_MIRROR=/mnt/models vggnets download --all --json"""
 
 
@@ -31,6 +40,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--all", action="store_true", help="every published weights file (about 4.7 GB)")
     p.add_argument(
         "--verify", action="store_true", help="re-hash each file and compare with the published digest"
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="download again even if cached; the cached file is replaced only once the new one verifies",
     )
     p.add_argument("--json", action="store_true", help="print a JSON record per file")
     add_quiet_option(p)
@@ -63,7 +77,12 @@ def run(args: argparse.Namespace) -> int:
 
     status = 0
     for member in selected(args):
-        path = member.download(progress=show_progress(args), quiet=args.quiet)
+        if args.force:  # fetched and verified beside the cached file, which stays if this fails
+            path = download.download(
+                member.url, member.file_name, member.sha256, progress=show_progress(args), quiet=args.quiet
+            )
+        else:
+            path = member.download(progress=show_progress(args), quiet=args.quiet)
         record = {"weights": str(member), "path": str(path), "sha256": None, "verified": None}
         if args.verify:
             digest = download.sha256_file(path)
@@ -75,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             except ChecksumError as exc:
                 record["verified"] = False
                 status = 1
-                print(f"vggnets download: error: {exc}", file=sys.stderr)
+                print(f"vggnets download: error: {exc} {_what_to_do(member, path)}", file=sys.stderr)
         if args.json:
             print(json.dumps(record))
         else:
@@ -84,3 +103,17 @@ def run(args: argparse.Namespace) -> int:
                 extra = f"  sha256 {record['sha256']}  {'OK' if record['verified'] else 'MISMATCH'}"
             print(f"{member}  {path}{extra}")
     return status
+
+
+def _what_to_do(member: WeightsEnum, path: Path) -> str:
+    """The way out of a failed --verify: delete the file, or download it again with --force."""
+    official = member.file_name
+    if path.name == official:
+        return (
+            f"Delete {path} (it is downloaded again when next needed), or run `vggnets download {member} --force` "
+            "to download it again now (the cached file is replaced only once the new download verifies)."
+        )
+    return (
+        f"Delete {path} (an older name of these weights; {official} is downloaded when next needed), or run "
+        f"`vggnets download {member} --force` to download {official} now, which is then used in its place."
+    )
