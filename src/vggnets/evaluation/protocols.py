@@ -31,21 +31,24 @@ Choices where the paper is ambiguous (they are the ones listed in the project's 
 
 Protocols run the model on its own device (that of its first parameter) and in its own dtype, in eval mode and under
 ``torch.inference_mode()``; the model's training flags are restored afterwards. Preprocessing (decoding is the caller's)
-resizes on the CPU and sends uint8 pixels to the device, except :class:`Center`, which calls the preset as is.
+resizes on the CPU and sends uint8 pixels to the device, except :class:`Center`, which calls the preset as is. The
+resize and crop geometry is :mod:`vggnets.evaluation.geometry`'s, the cost estimates (``gmacs_per_image``) count
+multiply-accumulates with :func:`vggnets.evaluation.cost.network_gmacs`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from ..models.dense import MIN_DENSE_SIZE, FullyConvolutionalVGG
+from .checks import int_arg, scales_arg
+from .cost import network_gmacs
+from .geometry import CROP_SIZE, crop_grid, resize_smaller_side, resized_size
 
 if TYPE_CHECKING:
     from ..core.vgg import VGG
@@ -59,11 +62,8 @@ __all__ = [
     "MultiCrop",
     "MultiScale",
     "Protocol",
-    "crop_grid",
     "make_protocol",
-    "network_gmacs",
     "paper_scales",
-    "resized_size",
 ]
 
 #: Protocol names accepted by :func:`make_protocol` (and ``vggnets evaluate --protocol``).
@@ -72,78 +72,6 @@ PROTOCOLS: tuple[str, ...] = ("center", "dense", "multiscale", "multicrop", "den
 PAPER_SCALES: tuple[int, ...] = (256, 384, 512)
 #: The single scale of dense evaluation by default: the middle of PAPER_SCALES (paper Table 3, jittered models).
 DEFAULT_DENSE_SCALE = 384
-#: Crop size of the networks' training (and of the center and multi-crop protocols).
-CROP_SIZE = 224
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Geometry and cost
-
-
-def _int_arg(value: Any, name: str, minimum: int, why: str = "") -> int:
-    """An integer argument >= minimum, or a ValueError that says what was expected."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            ok = not isinstance(value, bool) and float(value) == int(value)
-        except (TypeError, ValueError, OverflowError):
-            ok = False
-        if not ok:
-            raise ValueError(f"{name} must be an integer, got {value!r}")
-        value = int(value)
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}{why}, got {value}")
-    return value
-
-
-def _scales_arg(scales: Any, minimum: int, why: str) -> tuple[int, ...]:
-    """A non-empty tuple of integer scales >= minimum."""
-    if isinstance(scales, (int, float)) and not isinstance(scales, bool):
-        scales = (scales,)
-    try:
-        items = tuple(scales)
-    except TypeError:
-        raise ValueError(f"scales must be a sequence of integers, got {scales!r}") from None
-    if not items:
-        raise ValueError("scales must name at least one scale (smaller image side, in pixels)")
-    return tuple(_int_arg(q, "every scale", minimum, why) for q in items)
-
-
-def resized_size(height: int, width: int, size: int) -> tuple[int, int]:
-    """(height, width) after resizing the smaller side to ``size``, exactly as ``torchvision`` computes it."""
-    short, long = (width, height) if width <= height else (height, width)
-    new_short, new_long = size, int(size * long / short)
-    return (new_long, new_short) if width <= height else (new_short, new_long)
-
-
-def _resize(image: Tensor, size: int) -> Tensor:
-    """Smaller side to ``size``: bilinear, antialiased, on the uint8 tensor (the center-crop preset's resize)."""
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms import functional as TF
-
-    return TF.resize(image, [size], interpolation=InterpolationMode.BILINEAR, antialias=True)
-
-
-def crop_grid(height: int, width: int, crop: int = CROP_SIZE, grid: int = 5) -> list[tuple[int, int]]:
-    """(top, left) of the ``grid`` x ``grid`` crops of a regular grid over an image, row-major (paper section 3.2).
-
-    Offsets along each axis are ``round(linspace(0, side - crop, grid))`` (round half to even, computed exactly), so the
-    first and last crops touch the borders; when a side equals ``crop`` its offsets are all 0 (the list still has
-    ``grid * grid`` entries). A 1x1 grid gives the centre crop, at torchvision's ``center_crop`` position.
-    """
-    height = _int_arg(height, "height", 1)
-    width = _int_arg(width, "width", 1)
-    crop = _int_arg(crop, "crop", 1)
-    grid = _int_arg(grid, "grid", 1)
-    if height < crop or width < crop:
-        raise ValueError(f"a {height}x{width} image is smaller than the {crop}x{crop} crops")
-
-    def offsets(side: int) -> list[int]:
-        span = side - crop
-        if grid == 1:
-            return [round(Fraction(span, 2))]
-        return [round(Fraction(k * span, grid - 1)) for k in range(grid)]
-
-    return [(top, left) for top in offsets(height) for left in offsets(width)]
 
 
 def paper_scales(train_scale: int | None = None) -> tuple[int, ...]:
@@ -154,57 +82,10 @@ def paper_scales(train_scale: int | None = None) -> tuple[int, ...]:
     """
     if train_scale is None:
         return PAPER_SCALES
-    s = _int_arg(
+    s = int_arg(
         train_scale, "train_scale", MIN_DENSE_SIZE + 32, " (the smallest test scale S - 32 must be >= 224)"
     )
     return (s - 32, s, s + 32)
-
-
-def _feature_geometry(model: nn.Module, height: int, width: int) -> tuple[float, int, int]:
-    """(MACs of model.features, output height, output width) for one height x width input, from the layers' shapes."""
-    macs = 0.0
-    h, w = height, width
-    for m in model.features.modules():
-        if isinstance(m, nn.Conv2d):
-            (kh, kw), (sh, sw), (ph, pw), (dh, dw) = m.kernel_size, m.stride, m.padding, m.dilation
-            if isinstance(m.padding, str):
-                raise ValueError(f"cannot compute the cost of a convolution with padding={m.padding!r}")
-            h = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-            w = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-            macs += kh * kw * (m.in_channels // m.groups) * m.out_channels * h * w
-        elif isinstance(m, nn.MaxPool2d):
-            k = _pair(m.kernel_size)
-            s = _pair(m.stride if m.stride is not None else m.kernel_size)
-            p = _pair(m.padding)
-            rnd = math.ceil if m.ceil_mode else math.floor
-            h = int(rnd((h + 2 * p[0] - k[0]) / s[0])) + 1
-            w = int(rnd((w + 2 * p[1] - k[1]) / s[1])) + 1
-    return macs, h, w
-
-
-def _pair(v: Any) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (v[0], v[1])
-
-
-def network_gmacs(model: nn.Module, height: int, width: int, *, dense: bool = False) -> float:
-    """Multiply-accumulates (billions) of one forward pass over a ``height`` x ``width`` input.
-
-    Counted like :func:`vggnets.core.configs.gmacs` (convolutions and fully-connected layers; ReLU, pooling, normalisation
-    and softmax are free), from the model's own layers, so a model built on the meta device costs nothing to ask.
-    ``dense=False``: the ordinary model (the classifier runs once, after the adaptive pool). ``dense=True``: the
-    fully-convolutional view, whose classifier runs at every position of the score map.
-    """
-    macs, fh, fw = _feature_geometry(model, height, width)
-    fc = sum(model.classifier[i].in_features * model.classifier[i].out_features for i in (0, 3, 6))
-    if dense:
-        if fh < 7 or fw < 7:
-            raise ValueError(
-                f"dense evaluation needs inputs of at least {MIN_DENSE_SIZE} pixels, got {height}x{width}"
-            )
-        positions = (fh - 6) * (fw - 6)
-    else:
-        positions = 1
-    return (macs + positions * fc) / 1e9
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -299,7 +180,7 @@ class _ModelProtocol(Protocol):
         self.std = _stats(std, "std")
         if any(s == 0 for s in self.std):
             raise ValueError(f"std must not contain zeros, got {self.std}")
-        self.batch_size = _int_arg(batch_size, "batch_size", 1)
+        self.batch_size = int_arg(batch_size, "batch_size", 1)
 
     @property
     def num_classes(self) -> int:
@@ -367,8 +248,8 @@ class Center(_ModelProtocol):
         batch_size: int = 16,
     ) -> None:
         super().__init__(model, mean=mean, std=std, batch_size=batch_size)
-        self.crop_size = _int_arg(crop_size, "crop_size", 32, " (five 2x2 poolings)")
-        self.resize_size = _int_arg(
+        self.crop_size = int_arg(crop_size, "crop_size", 32, " (five 2x2 poolings)")
+        self.resize_size = int_arg(
             resize_size, "resize_size", self.crop_size, f" (the center crop of {self.crop_size} must fit)"
         )
         from ..core.transforms import ImageClassification
@@ -463,7 +344,7 @@ class Dense(_ModelProtocol):
         super().__init__(model, mean=mean, std=std, batch_size=batch_size)
         if isinstance(scale, (list, tuple)):
             raise ValueError("Dense runs one scale; use MultiScale (protocol 'multiscale') for several")
-        self.scale = _int_arg(
+        self.scale = int_arg(
             scale, "scale", MIN_DENSE_SIZE, " (fc6 as a 7x7 convolution needs a 7x7 feature map)"
         )
         self.flip = bool(flip)
@@ -471,7 +352,7 @@ class Dense(_ModelProtocol):
 
     def _run(self, images: list[Tensor]) -> Tensor:
         param = self._param()
-        resized = [_resize(img, self.scale) for img in images]
+        resized = [resize_smaller_side(img, self.scale) for img in images]
         views = [False, True] if self.flip else [False]
         groups: dict[tuple[int, int], list[tuple[int, bool]]] = {}
         for i, r in enumerate(resized):
@@ -511,7 +392,7 @@ class MultiScale(_ModelProtocol):
         batch_size: int = 16,
     ) -> None:
         super().__init__(model, mean=mean, std=std, batch_size=batch_size)
-        self.scales = _scales_arg(
+        self.scales = scales_arg(
             scales, MIN_DENSE_SIZE, " (fc6 as a 7x7 convolution needs a 7x7 feature map)"
         )
         self.flip = bool(flip)
@@ -554,11 +435,11 @@ class MultiCrop(_ModelProtocol):
         batch_size: int = 16,
     ) -> None:
         super().__init__(model, mean=mean, std=std, batch_size=batch_size)
-        self.crop_size = _int_arg(crop_size, "crop_size", 32, " (five 2x2 poolings)")
-        self.scales = _scales_arg(
+        self.crop_size = int_arg(crop_size, "crop_size", 32, " (five 2x2 poolings)")
+        self.scales = scales_arg(
             scales, self.crop_size, f" (the {self.crop_size}x{self.crop_size} crops must fit)"
         )
-        self.grid = _int_arg(grid, "grid", 1)
+        self.grid = int_arg(grid, "grid", 1)
         self.flip = bool(flip)
 
     @property
@@ -570,7 +451,7 @@ class MultiCrop(_ModelProtocol):
         c = self.crop_size
         for i, img in enumerate(images):
             for q in self.scales:
-                r = _resize(img, q).to(device, non_blocking=True)
+                r = resize_smaller_side(img, q).to(device, non_blocking=True)
                 for top, left in crop_grid(r.shape[1], r.shape[2], c, self.grid):
                     crop = r[:, top : top + c, left : left + c]
                     yield i, crop
@@ -675,7 +556,7 @@ def make_protocol(
     if name == "center":
         return Center(model, **common)
     if scales is not None:
-        scales = _scales_arg(scales, 1, "")
+        scales = scales_arg(scales, 1, "")
     if name == "dense":
         scales = scales or (DEFAULT_DENSE_SCALE,)
         if len(scales) != 1:

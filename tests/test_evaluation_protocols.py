@@ -24,11 +24,8 @@ from vggnets.evaluation.protocols import (
     MultiCrop,
     MultiScale,
     Protocol,
-    crop_grid,
     make_protocol,
-    network_gmacs,
     paper_scales,
-    resized_size,
 )
 from vggnets.io.images import read_image
 from vggnets.models.dense import fully_convolutional
@@ -178,26 +175,6 @@ def test_dense_groups_images_by_resized_size(model: VGG, small_photos: list[torc
 
 # ------------------------------------------------------------------------------------------------------------
 # Multi-crop
-
-
-def test_crop_grid_positions() -> None:
-    assert crop_grid(256, 256) == [(t, left) for t in (0, 8, 16, 24, 32) for left in (0, 8, 16, 24, 32)]
-    # 341 - 224 = 117: linspace 0, 29.25, 58.5, 87.75, 117, rounded half to even.
-    grid = crop_grid(256, 341)
-    assert len(grid) == 25
-    assert sorted({left for _, left in grid}) == [0, 29, 58, 88, 117]
-    assert grid[:5] == [(0, 0), (0, 29), (0, 58), (0, 88), (0, 117)]  # row-major
-    assert crop_grid(224, 300) == [(0, left) for _ in range(5) for left in (0, 19, 38, 57, 76)]
-    assert crop_grid(224, 224) == [(0, 0)] * 25
-    assert crop_grid(300, 400, crop=100, grid=3) == [
-        (t, left) for t in (0, 100, 200) for left in (0, 150, 300)
-    ]
-    for h, w in [(256, 256), (257, 300), (224, 225), (384, 575)]:  # 1x1: torchvision's center_crop position
-        assert crop_grid(h, w, grid=1) == [(int(round((h - 224) / 2.0)), int(round((w - 224) / 2.0)))]
-    with pytest.raises(ValueError, match="smaller than the 224x224 crops"):
-        crop_grid(223, 400)
-    with pytest.raises(ValueError, match="grid must be at least 1"):
-        crop_grid(256, 256, grid=0)
 
 
 def test_multicrop_runs_50_crops_per_scale(model: VGG, small_photos: list[torch.Tensor]) -> None:
@@ -398,20 +375,6 @@ def test_paper_scales() -> None:
         paper_scales(224)
 
 
-def test_resized_size_is_torchvisions() -> None:
-    for h, w, q in [
-        (427, 640, 384),
-        (640, 427, 256),
-        (300, 451, 512),
-        (375, 500, 384),
-        (512, 512, 256),
-        (3, 1000, 224),
-    ]:
-        assert resized_size(h, w, q) == tuple(
-            TF.resize(torch.zeros(1, h, w, dtype=torch.uint8), [q]).shape[1:]
-        )
-
-
 # ------------------------------------------------------------------------------------------------------------
 # Cost
 
@@ -421,14 +384,6 @@ def meta_vgg16() -> VGG:
     """The full-size vgg16 on the meta device: its layers' shapes, no memory."""
     with torch.device("meta"):
         return VGG(make_features(configs.MODELS["vgg16"].layers), init_weights="pytorch")
-
-
-def test_network_gmacs_matches_the_table() -> None:
-    for name, spec in configs.MODELS.items():
-        with torch.device("meta"):
-            model = VGG(make_features(spec.layers, batch_norm=spec.batch_norm), init_weights="pytorch")
-        assert network_gmacs(model, 224, 224) == pytest.approx(configs.gmacs(name), rel=1e-12)
-        assert network_gmacs(model, 224, 224, dense=True) == pytest.approx(configs.gmacs(name), rel=1e-12)
 
 
 def test_gmacs_per_image_dense_versus_multicrop(meta_vgg16: VGG) -> None:

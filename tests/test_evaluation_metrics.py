@@ -1,4 +1,4 @@
-"""Tests for vggnets.metrics.ClassificationMetrics: hand-computed cases, streaming, merging, edge cases."""
+"""Tests for vggnets.evaluation.metrics.ClassificationMetrics: hand-computed cases, streaming, merging, edge cases."""
 
 from __future__ import annotations
 
