@@ -21,6 +21,7 @@ from .errors import (
     VggnetsError,
     WeightsError,
 )
+from .features.style import stylize as stylize  # neural style transfer (Gatys et al.)
 from .inference.engine import (  # the fast inference engine (torchao and inductor load only when used)
     Predictor,
     optimize,
