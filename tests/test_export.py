@@ -7,6 +7,7 @@ loaded back here independently of the exporter's own verification and compared w
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from vggnets import export as vexport
 from vggnets.cli import main
 from vggnets.errors import MissingDependencyError
 from vggnets.export import ExportError, export_model
+from vggnets.export import verify as export_verify
 from vggnets.models.dense import FullyConvolutionalVGG
 
 TOL = 1e-4
@@ -251,8 +253,17 @@ def test_never_overwrites_without_force(tiny, tmp_path):
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_written_file_has_the_usual_permissions(tiny, tmp_path):
+    umask = os.umask(0)
+    os.umask(umask)
+    out = tmp_path / "m.safetensors"  # safetensors itself creates files 0600
+    export_model(tiny, out, format="safetensors")
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_failed_verification_writes_nothing(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(vexport, "FP32_TOLERANCE", -1.0)
+    monkeypatch.setattr(export_verify, "FP32_TOLERANCE", -1.0)
     with pytest.raises(ExportError, match="max abs diff"):
         export_model(tiny, tmp_path / "bad.pt", format="torchscript")
     assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,116 @@
+"""ONNX export: the dynamo exporter, the TorchScript-based one as a fallback, and the check in onnxruntime.
+
+Input ``images`` (N, 3, H, W); output ``logits`` (N, K), or ``scores`` (N, K, h, w) for the fully-convolutional view.
+The file is a single .onnx with the weights inside (VGG is far below ONNX's 2 GB limit).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..core.vgg import VGG, device_of
+from ..errors import ExportError, MissingDependencyError
+from ..io.checkpoint import first_line
+from .common import DTYPES, dynamic_shapes, example_input, export_module, quiet
+from .verify import compare
+
+ONNX_EXTRA = "pip install 'vggnets[onnx]'"
+
+
+def require_onnx(verify: bool) -> None:
+    """MissingDependencyError naming the extra unless onnx, onnxscript (and onnxruntime to verify) import."""
+    needed = ["onnx", "onnxscript"] + (["onnxruntime"] if verify else [])
+    missing = []
+    for name in needed:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise MissingDependencyError(
+            f"exporting to ONNX needs onnx and onnxscript (and onnxruntime to verify the file), but "
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed: {ONNX_EXTRA} "
+            f"(or pip install {' '.join(missing)})."
+        )
+
+
+def export_onnx(
+    model: VGG, tmp: Path, size: int | None, dense: bool, precision: str, verify: bool, opset: int | None
+) -> tuple[str, float | None, str]:
+    """Write ``tmp`` with the dynamo exporter, else the TorchScript one; check it in onnxruntime with ``verify``."""
+    module = export_module(model, dense, precision)
+    x = example_input(size, device_of(module), DTYPES[precision])
+    try:
+        _onnx_export(module, x, tmp, size, dense, opset, dynamo=True)
+        exporter = "torch.onnx dynamo"
+    except Exception as exc:  # any failure of the new exporter: try the TorchScript one
+        dynamo_error = f"dynamo exporter: {type(exc).__name__}: {first_line(exc)}"
+        try:
+            _onnx_export(module, x, tmp, size, dense, opset, dynamo=False)
+        except Exception as exc:
+            errors = f"{dynamo_error}; TorchScript exporter: {type(exc).__name__}: {first_line(exc)}"
+            raise ExportError(f"ONNX export failed. {errors}.{_fallback_hint(size, dense)}") from exc
+        exporter = "torch.onnx TorchScript (fallback)"
+    del module
+    if not verify:
+        return exporter, None, "not verified (verify=False)"
+    diff, check = _check_in_onnxruntime(model, tmp, size, dense, precision)
+    return exporter, diff, check
+
+
+def _onnx_export(
+    module: nn.Module,
+    x: torch.Tensor,
+    tmp: Path,
+    size: int | None,
+    dense: bool,
+    opset: int | None,
+    *,
+    dynamo: bool,
+) -> None:
+    """``torch.onnx.export`` with the dynamo exporter (saved with the weights inside) or the TorchScript-based one."""
+    output_name = "scores" if dense else "logits"
+    names = {"input_names": ["images"], "output_names": [output_name]}
+    with quiet():
+        if dynamo:
+            program = torch.onnx.export(
+                module, (x,), dynamo=True, dynamic_shapes=dynamic_shapes(size, dense), opset_version=opset,
+                verbose=False, **names,
+            )  # fmt: skip
+            program.save(tmp, external_data=False)
+            return
+        axes = {0: "batch"} if size is not None else {0: "batch", 2: "height", 3: "width"}
+        out_axes = {0: "batch"} if size is not None else {0: "batch", 2: "score_height", 3: "score_width"}
+        torch.onnx.export(
+            module, (x,), str(tmp), dynamo=False, dynamic_axes={"images": axes, output_name: out_axes},
+            opset_version=opset or 17, **names,
+        )  # fmt: skip
+
+
+def _fallback_hint(size: int | None, dense: bool) -> str:
+    """Why the TorchScript-based exporter fails at this size, and the way out (empty when that is not the reason)."""
+    if dense or size is None or not (size // 32) % 7:
+        return ""
+    return (
+        f" At {size}x{size} the last feature map ({size // 32}x{size // 32}) is not a multiple of 7, "
+        "which the TorchScript exporter cannot pool (pytorch/pytorch#42653): use --dense or 224/448."
+    )
+
+
+def _check_in_onnxruntime(
+    model: VGG, tmp: Path, size: int | None, dense: bool, precision: str
+) -> tuple[float, str]:
+    """The written file in onnxruntime's CPU provider against the eager model."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {input_name: batch.cpu().numpy()})[0])
+
+    return compare(model, dense, precision, size, run, "onnxruntime CPUExecutionProvider")
