@@ -6,7 +6,8 @@ Every configuration of the paper, torchvision-compatible weights that load safel
 
 from __future__ import annotations
 
-from . import features, losses  # named layers, extractor, perceptual loss (no torchvision import)
+# named layers, extractor, perceptual loss; class activation maps (Grad-CAM) and their overlays (no torchvision import)
+from . import explain, features, losses
 from .core.configs import MODELS, TABLE_1
 from .core.vgg import VGG, make_features
 from .errors import (
@@ -21,6 +22,7 @@ from .errors import (
     VggnetsError,
     WeightsError,
 )
+from .features.lpips import LPIPS  # the LPIPS perceptual distance on VGG16
 from .features.style import stylize as stylize  # neural style transfer (Gatys et al.)
 from .inference.engine import (  # the fast inference engine (torchao and inductor load only when used)
     Predictor,
@@ -70,6 +72,7 @@ __all__ = [
     "IMAGENET_CATEGORIES",
     "IMAGENET_WNIDS",
     "ImageError",
+    "LPIPS",
     "MissingDependencyError",
     "Predictor",
     "VGG11_BN_Weights",
@@ -89,6 +92,7 @@ __all__ = [
     "get_model",
     "get_model_weights",
     "get_weight",
+    "explain",
     "features",
     "list_models",
     "__version__",
