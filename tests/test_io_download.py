@@ -597,6 +597,18 @@ def test_partial_that_is_not_a_prefix_of_the_file_is_replaced(
     assert _leftovers(isolated_cache) == [NAME]
 
 
+def test_file_sent_whole_after_a_range_request_is_not_fetched_twice(
+    server: _Server, isolated_cache: Path
+) -> None:
+    # The server ignored the Range request and sent a file that fails the digest: that is the answer, no retry.
+    _stage(isolated_cache, PARTIAL, PAYLOAD[:5000])
+    wrong = "f" * 64 if not SHA.startswith("f") else "e" * 64
+    with pytest.raises(ChecksumError, match="Nothing was saved"):
+        hub.ensure_file(server.url("norange"), NAME, wrong)
+    assert server.ranges == ["bytes=5000-"]
+    assert _leftovers(isolated_cache) == []
+
+
 def test_partial_is_not_resumed_without_a_digest_to_check_it(server: _Server, isolated_cache: Path) -> None:
     _stage(isolated_cache, PARTIAL, b"x" * 5000)
     assert hub.download(server.url("files"), NAME, None).read_bytes() == PAYLOAD

@@ -260,7 +260,7 @@ def _keep_for_resume(job: _Job, exc: DownloadError | None, *, resumable: bool) -
     if exc is not None:
         note = (
             f"The {kept:,} bytes received so far are kept in {job.partial}: the next download of "
-            f"{job.file_name} resumes from there."
+            f"{job.file_name} resumes from there if the server allows it."
         )
         message = str(exc)
         head = message[: -len(job.fix)].rstrip() if message.endswith(job.fix) else message
@@ -270,10 +270,10 @@ def _keep_for_resume(job: _Job, exc: DownloadError | None, *, resumable: bool) -
 def _transfer(job: _Job, local: Path | None, sha256: str | None) -> None:
     """Fill job.partial with the whole verified file, resuming what is there when it can be verified."""
     offset = _size(job.partial) if local is None and sha256 is not None else 0
-    actual = _transfer_from(job, local, offset)
-    if offset and not _matches(actual, sha256):
+    actual, resumed = _transfer_from(job, local, offset)
+    if resumed and not _matches(actual, sha256):
         # The kept bytes were not the start of this file (it changed on the server, or the partial was damaged).
-        actual = _transfer_from(job, local, 0)
+        actual, _ = _transfer_from(job, local, 0)
     try:
         check_digest(actual, sha256, what=job.source)
     except ChecksumError as exc:
@@ -283,11 +283,14 @@ def _transfer(job: _Job, local: Path | None, sha256: str | None) -> None:
         raise ChecksumError(f"{exc} {outcome} {job.fix}") from exc
 
 
-def _transfer_from(job: _Job, local: Path | None, offset: int) -> str:
-    """Write the file into job.partial, keeping its first offset bytes if the server resumes; return the SHA-256."""
+def _transfer_from(job: _Job, local: Path | None, offset: int) -> tuple[str, bool]:
+    """Write the file into job.partial, keeping its first offset bytes if the server resumes there.
+
+    Returns the SHA-256 of the whole file, and whether the kept bytes were used.
+    """
     if local is not None:
         with _open_partial(job, 0) as out:
-            return _copy_local(local, out, job)
+            return _copy_local(local, out, job), False
     digest = hashlib.sha256()
     if offset:
         try:
@@ -303,7 +306,7 @@ def _transfer_from(job: _Job, local: Path | None, offset: int) -> str:
             with _open_partial(job, start) as out:
                 if response is not None:
                     _stream(response, out, total, job, digest, start)
-    return digest.hexdigest()
+    return digest.hexdigest(), start > 0
 
 
 def _request(job: _Job, offset: int, timeout: float) -> tuple[Any, int, int | None]:
