@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from ..errors import VggnetsError
-from ..inference.graph import InputSpec, input_spec
+from ..inference.calibration import fill_batch, load_calibration_images
+from ..inference.graph import CropUint8, InputSpec, input_spec
 from ..inference.plan import PRECISIONS
 from .measure import PeakMemory, Timings, agreement, flops_per_image, fresh_compile_caches, sync, time_calls
 from .report import describe_run, finish_rows, make_row
@@ -45,9 +46,6 @@ def photo_crops(
     folder: str | Path | None, image_size: int, resize_size: int, limit: int = 256
 ) -> torch.Tensor:
     """uint8 center crops of the photos in ``folder`` (default: the bundled photos)."""
-    from ..inference.calibration import load_calibration_images
-    from ..inference.graph import CropUint8
-
     return load_calibration_images(folder, CropUint8(resize_size, image_size), limit=limit)
 
 
@@ -56,12 +54,6 @@ def normalize(crops: torch.Tensor, mean: Sequence[float], std: Sequence[float]) 
     m = torch.tensor(mean).view(1, -1, 1, 1)
     s = torch.tensor(std).view(1, -1, 1, 1)
     return (crops.float() / 255 - m) / s
-
-
-def fill_batch(crops: torch.Tensor, size: int) -> torch.Tensor:
-    """``size`` images from ``crops``, repeating them as needed."""
-    reps = (size + len(crops) - 1) // len(crops)
-    return crops.repeat(reps, 1, 1, 1)[:size].contiguous()
 
 
 def baseline_model(

@@ -58,8 +58,14 @@ def calibration_batches(images: torch.Tensor, sizes: Sequence[int]) -> list[torc
     """Calibration images cut into batches of the largest bucket (the last one filled by repeating images)."""
     size = max(sizes)
     if len(images) < size:
-        images = images.repeat((size + len(images) - 1) // len(images), 1, 1, 1)[:size]
+        images = fill_batch(images, size)
     return list(images.split(size))
+
+
+def fill_batch(images: torch.Tensor, size: int) -> torch.Tensor:
+    """``size`` images from ``images``, repeating them as needed."""
+    reps = (size + len(images) - 1) // len(images)
+    return images.repeat(reps, 1, 1, 1)[:size].contiguous()
 
 
 def quantize_int8(module: nn.Module, calibration: Iterable[torch.Tensor]) -> torch.fx.GraphModule:
