@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from functools import partial
-from pathlib import Path
 
 from .common import (
     add_engine_options,
@@ -114,122 +111,53 @@ def parse_ensemble(text: str, default_weights: str) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build the runs, stream the data once, print the table, write JSON."""
+    """Load the models, stream the data once through every run, print the table, write JSON."""
     from ..core.configs import MODELS
     from ..errors import VggnetsError
-    from ..evaluation.datasets import open_dataset
-    from ..evaluation.evaluate import ProtocolRun, evaluate, markdown_table
-    from ..evaluation.metrics import ClassificationMetrics
-    from ..evaluation.protocols import Average, EngineCenter, make_protocol
-    from ..io.images import check_resized_size
+    from ..evaluation.evaluate import Member, build_runs, evaluate, open_for_models
+    from ..evaluation.protocols import EngineCenter
+    from ..evaluation.results import markdown_table, write_results
 
     names = parse_protocols(args.protocol)
     scales = parse_scales(args.scales)
     require_at_least(args.limit, 1, "--limit")
     device = check_runtime_options(args)
-    members = parse_ensemble(args.ensemble, "DEFAULT") if args.ensemble else [(args.model, args.weights)]
-    for name, _ in members:
+    weights = parse_ensemble(args.ensemble, "DEFAULT") if args.ensemble else [(args.model, args.weights)]
+    for name, _ in weights:
         if name not in MODELS:
             raise VggnetsError(f"unknown model {name!r} in --ensemble; choose from {', '.join(MODELS)}.")
-
     if uses_engine(args) and any(n != "center" for n in names):
         print(
             "vggnets evaluate: note: --precision/--compile apply to the center protocol; the dense, multi-scale "
             "and multi-crop protocols run the eager fp32 model (their input sizes vary per image).",
             file=sys.stderr,
         )
-    loaded = [load_classifier(n, w, device, progress=show_progress(args)) for n, w in members]
-    num_classes = {c.model.num_classes for c in loaded}
-    if len(num_classes) > 1:
-        raise VggnetsError(
-            f"the ensemble's models have different numbers of classes ({sorted(num_classes)})."
-        )
-    largest = max([*scales, *(c.transform.resize_size[0] for c in loaded)])
-    dataset = open_dataset(
-        args.data,
-        labels=args.labels,
-        devkit_meta=args.devkit_meta,
-        num_classes=num_classes.pop(),
-        limit=args.limit,
-        transform=partial(check_resized_size, short_side=largest),  # runs in the workers
+    loaded = [(n, load_classifier(n, w, device, progress=show_progress(args))) for n, w in weights]
+    members = [Member(n, clf.model, clf.transform) for n, clf in loaded]
+    dataset = open_for_models(
+        args.data, members, scales, labels=args.labels, devkit_meta=args.devkit_meta, limit=args.limit
     )
-    if len(dataset) == 0:
-        raise VggnetsError(f"no labelled images were found in {args.data}.")
     for problem in dataset.problems:
         print(f"vggnets evaluate: warning: {problem}", file=sys.stderr)
 
-    def new_run(model: str, protocol, parts=(), hidden=False) -> ProtocolRun:
-        return ProtocolRun(
-            model, protocol, ClassificationMetrics(len(dataset.classes)), parts=list(parts), hidden=hidden
-        )
+    def engine_center(member: Member) -> EngineCenter:
+        return EngineCenter(make_predictor(member.model, member.transform, args, device), member.model)
 
-    dense_scale = sorted(scales)[len(scales) // 2]
-    rows: list[ProtocolRun] = []
-    per_model: dict[str, list[ProtocolRun]] = {}
-    for (name, _), clf in zip(members, loaded, strict=True):
-        common = {"mean": clf.transform.mean, "std": clf.transform.std, "batch_size": args.batch_size}
-
-        def single(kind: str, clf=clf, common=common, name=name) -> ProtocolRun:
-            if kind == "center" and uses_engine(args):
-                return new_run(
-                    name, EngineCenter(make_predictor(clf.model, clf.transform, args, device), clf.model)
-                )
-            chosen = (dense_scale,) if kind == "dense" else scales
-            return new_run(name, make_protocol(kind, clf.model, scales=chosen, flip=args.flip, **common))
-
-        made = {kind: single(kind) for kind in names if kind != "dense+multicrop"}
-        if "dense+multicrop" in names:
-            parts = [made.get(k) or single(k) for k in ("multiscale", "multicrop")]
-            for part in parts:
-                part.hidden = part.hidden or all(part is not r for r in made.values())
-            made["dense+multicrop"] = new_run(
-                name, Average([p.protocol for p in parts], name="dense+multicrop"), parts=parts
-            )
-        per_model[name] = [made[k] for k in names]
-        rows += per_model[name]
-    if len(members) > 1:
-        label = "+".join(name for name, _ in members)
-        for i, kind in enumerate(names):
-            parts = [runs[i] for runs in per_model.values()]
-            rows.append(new_run(label, Average([p.protocol for p in parts], name=kind), parts=parts))
-
+    runs = build_runs(
+        members,
+        names,
+        scales,
+        num_classes=len(dataset.classes),
+        flip=args.flip,
+        batch_size=args.batch_size,
+        center=engine_center if uses_engine(args) else None,
+    )
     evaluation = evaluate(
-        rows, dataset, batch_size=args.batch_size, workers=args.workers, progress=show_progress(args)
+        runs, dataset, batch_size=args.batch_size, workers=args.workers, progress=show_progress(args)
     )
     print(markdown_table(evaluation))
     for path, error in evaluation.failures:
         print(f"vggnets evaluate: skipped {path}: {error}", file=sys.stderr)
     if args.output:
-        write_json(Path(args.output), evaluation, dataset, members)
+        write_results(args.output, evaluation, dataset, weights)
     return 1 if evaluation.failures else 0
-
-
-def write_json(path: Path, evaluation, dataset, members) -> None:
-    """Rows, per-class accuracy, failures and the dataset description; written atomically."""
-    import math
-    import os
-
-    doc = {
-        "dataset": {"source": dataset.source, "images": len(dataset), "problems": list(dataset.problems)},
-        "models": [{"model": m, "weights": w} for m, w in members],
-        "rows": [r.row() for r in evaluation.runs if not r.hidden],
-        "per_class_accuracy": [
-            [None if math.isnan(v) else round(v, 4) for v in r.metrics.per_class_accuracy().tolist()]
-            for r in evaluation.runs
-            if not r.hidden
-        ],
-        "top_confusions": [
-            [
-                {"true": dataset.classes[t], "predicted": dataset.classes[p], "count": c}
-                for t, p, c in r.metrics.top_confusions()
-            ]
-            for r in evaluation.runs
-            if not r.hidden
-        ],
-        "classes": list(dataset.classes),
-        "failures": [{"file": f, "error": e} for f, e in evaluation.failures],
-        "wall_seconds": round(evaluation.wall_seconds, 3),
-    }
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path)

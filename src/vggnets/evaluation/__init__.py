@@ -7,5 +7,6 @@ geometry.py   resize and crop geometry of the protocols (resized sizes, the resi
 cost.py       multiply-accumulates of a forward pass at any input size (the protocols' cost)
 checks.py     checks of numeric arguments (integers, lists of scales)
 metrics.py    streaming top-k, per-class accuracy and confusion
-evaluate.py   one pass over the data for every protocol, and the results table
+evaluate.py   the runs of models and ensembles, and one pass over the data for all of them
+results.py    the results as a paper-shaped Markdown table and a JSON document
 """

@@ -1,20 +1,45 @@
-"""Run the paper's evaluation protocols over a labelled dataset, decoding each image once for all protocols.
+"""Run the paper's evaluation protocols over a labelled dataset: the runs of models and ensembles, then one pass.
 
-One pass over the data: every batch of decoded images is handed to each protocol in turn, and each protocol has its
-own streaming metrics and its own compute time, so several protocols cost one decode and give one table.
+:func:`open_for_models` indexes the dataset for the models, :func:`build_runs` makes one run (a table row) per model
+and protocol, plus one per protocol for an ensemble, and :func:`evaluate` streams the data once: every batch of decoded
+images is handed to each protocol in turn, and each protocol has its own streaming metrics and its own compute time, so
+several protocols cost one decode and give one table (:mod:`vggnets.evaluation.results` presents it).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
-from .datasets import LabeledImages, make_loader
+from ..errors import VggnetsError
+from ..io.images import check_resized_size
+from .datasets import LabeledImages, make_loader, open_dataset
 from .metrics import ClassificationMetrics
-from .protocols import Protocol
+from .protocols import Average, Protocol, make_protocol
+
+if TYPE_CHECKING:
+    from ..core.transforms import ImageClassification
+
+#: The combination of multi-scale dense and multi-crop evaluation (paper Table 5), and the protocols it averages.
+COMBINED = "dense+multicrop"
+COMBINED_PARTS = ("multiscale", "multicrop")
+
+
+@dataclass
+class Member:
+    """One model of an evaluation: its name (the table's model column), the module, its weights' preprocessing."""
+
+    name: str
+    model: nn.Module
+    #: The weights' preset: ``mean`` and ``std`` normalise every protocol's input, ``resize_size`` is the center's.
+    transform: ImageClassification
 
 
 @dataclass
@@ -118,24 +143,96 @@ def _in_dependency_order(runs: Sequence[ProtocolRun]) -> list[ProtocolRun]:
     return ordered
 
 
-def markdown_table(evaluation: Evaluation) -> str:
-    """The results shaped like the paper's tables: one row per model and protocol."""
-    lines = [
-        "| model | protocol | scales | top-1 err (%) | top-5 err (%) | top-1 acc (%) | images | failed | seconds |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for run in evaluation.runs:
-        if run.hidden:
-            continue
-        r = run.row()
-        scales = ",".join(str(s) for s in r.get("scales") or []) or "-"
-        flip = " +flip" if r.get("flip") else ""
-        lines.append(
-            f"| {r['model']} | {r['protocol']}{flip} | {scales} | {_num(r['top1_err'])} | {_num(r['top5_err'])} "
-            f"| {_num(r['top1_acc'])} | {r['images']} | {r['failed']} | {r['seconds']:.1f} |"
+def open_for_models(
+    data: str | Path,
+    members: Sequence[Member],
+    scales: Sequence[int],
+    *,
+    labels: str | Path | None = None,
+    devkit_meta: str | Path | None = None,
+    limit: int | None = None,
+) -> LabeledImages:
+    """The labelled dataset for these models (which must have the same classes), at least one image.
+
+    Each image is checked in the loader's workers against the largest scale it will be resized to (of ``scales`` and
+    the members' center resize), so that an image too elongated to resize is a counted failure, not a memory error.
+    """
+    num_classes = {m.model.num_classes for m in members}
+    if len(num_classes) > 1:
+        raise VggnetsError(
+            f"the ensemble's models have different numbers of classes ({sorted(num_classes)})."
         )
-    return "\n".join(lines)
+    largest = max([*scales, *(m.transform.resize_size[0] for m in members)])
+    dataset = open_dataset(
+        data,
+        labels=labels,
+        devkit_meta=devkit_meta,
+        num_classes=num_classes.pop(),
+        limit=limit,
+        transform=partial(check_resized_size, short_side=largest),  # runs in the workers
+    )
+    if len(dataset) == 0:
+        raise VggnetsError(f"no labelled images were found in {data}.")
+    return dataset
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None or value != value else f"{value:.2f}"
+@dataclass
+class _Plan:
+    """The settings shared by every run of :func:`build_runs`."""
+
+    scales: tuple[int, ...]
+    flip: bool
+    batch_size: int
+    num_classes: int
+    center: Callable[[Member], Protocol] | None
+
+    def run(self, model: str, protocol: Protocol, parts: Sequence[ProtocolRun] = ()) -> ProtocolRun:
+        return ProtocolRun(model, protocol, ClassificationMetrics(self.num_classes), parts=list(parts))
+
+    def single(self, member: Member, kind: str) -> ProtocolRun:
+        """A run of one model with one protocol; dense takes the middle of the scales."""
+        if kind == "center" and self.center is not None:
+            return self.run(member.name, self.center(member))
+        chosen = (sorted(self.scales)[len(self.scales) // 2],) if kind == "dense" else self.scales
+        common = {"mean": member.transform.mean, "std": member.transform.std, "batch_size": self.batch_size}
+        return self.run(
+            member.name, make_protocol(kind, member.model, scales=chosen, flip=self.flip, **common)
+        )
+
+    def member_runs(self, member: Member, names: Sequence[str]) -> list[ProtocolRun]:
+        """One run per protocol name; the combination averages its parts' runs (hidden when not asked for)."""
+        made = {kind: self.single(member, kind) for kind in names if kind != COMBINED}
+        if COMBINED in names:
+            parts = [made.get(k) or self.single(member, k) for k in COMBINED_PARTS]
+            for part in parts:
+                part.hidden = part.hidden or all(part is not r for r in made.values())
+            made[COMBINED] = self.run(member.name, Average([p.protocol for p in parts], name=COMBINED), parts)
+        return [made[k] for k in names]
+
+
+def build_runs(
+    members: Sequence[Member],
+    names: Sequence[str],
+    scales: Sequence[int],
+    *,
+    num_classes: int,
+    flip: bool = False,
+    batch_size: int = 16,
+    center: Callable[[Member], Protocol] | None = None,
+) -> list[ProtocolRun]:
+    """The rows of the results: every protocol of ``names`` (see :data:`~vggnets.evaluation.protocols.PROTOCOLS`)
+    for every member, in that order, then, for several members, their ensemble (posteriors averaged) per protocol.
+
+    ``scales`` is the multi-scale set; dense runs its middle scale. ``center`` builds a member's center protocol
+    instead of :func:`~vggnets.evaluation.protocols.make_protocol` (the fast inference engine's, for example).
+    Combinations reuse their parts' posteriors, so each model runs each protocol once per batch.
+    """
+    plan = _Plan(tuple(scales), flip, batch_size, num_classes, center)
+    per_member = [plan.member_runs(member, names) for member in members]
+    rows = [run for runs in per_member for run in runs]
+    if len(members) > 1:
+        label = "+".join(m.name for m in members)
+        for i, kind in enumerate(names):
+            parts = [runs[i] for runs in per_member]
+            rows.append(plan.run(label, Average([p.protocol for p in parts], name=kind), parts))
+    return rows
