@@ -1,0 +1,332 @@
+"""``vggnets stylize``: neural style transfer of one content image with one or more style images, written as a picture."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+from ..errors import VggnetsError
+from .common import add_quiet_option, add_subcommand, require_at_least, resolve_device, show_progress
+
+HELP = "neural style transfer: CONTENT painted in the manner of STYLE (Gatys et al., VGG19)"
+DESCRIPTION = """\
+Optimise an image so that its VGG19 features match CONTENT at conv4_2 and the Gram matrices of STYLE at
+conv1_1 ... conv5_1 (Gatys, Ecker & Bethge 2016; the PyTorch tutorial's recipe: ImageNet normalisation,
+content weight 1, style weight 1e6, L-BFGS, initialised from the content). Several STYLE images are blended
+(--style-blend weights, equal by default). A step is one forward and backward pass of the network; the
+progress bar shows the weighted losses. 300 steps at 512 px take minutes on a GPU and much longer on a CPU
+(try --size 256 there).
+
+The output's format follows its suffix (.png, .jpg, .webp, .bmp, .tif). --save-every N also writes the image
+every N steps beside the output, as NAME_0050.png ...; --json prints the loss of every step. Nothing is
+overwritten without --force, and everything (images, weights, output folder, existing files) is checked
+before the optimisation starts. Exit code: 0 written, 2 nothing written (bad input, options or weights)."""
+EPILOG = """\
+examples:
+  vggnets stylize photo.jpg starry_night.jpg -o photo_starry.png
+  vggnets stylize photo.jpg starry_night.jpg --size 256 --steps 200 --device cpu -o small.png
+  vggnets stylize photo.jpg wave.jpg scream.jpg --style-blend 0.7,0.3 --preserve-color -o blend.png
+  vggnets stylize photo.jpg wave.jpg --init noise --seed 0 --pool avg --save-every 50 -o frames/out.png
+  vggnets stylize photo.jpg wave.jpg --optimizer adam --lr 0.02 --steps 500 --json -o out.png > losses.json
+  vggnets stylize photo.jpg wave.jpg --weights my_vgg19.pth --content-layers relu4_2 -o out.png
+
+Weights: DEFAULT is torchvision's pretrained VGG19, downloaded once into $TORCH_HOME/hub/checkpoints
+(offline: VGGNETS_WEIGHTS_MIRROR, or --weights /path/to/file.pth with any VGG weights file)."""
+
+#: Output suffixes and the Pillow format that writes them.
+FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the subcommand."""
+    from ..core.configs import MODELS
+
+    p = add_subcommand(sub, "stylize", help=HELP, description=DESCRIPTION, epilog=EPILOG)
+    p.add_argument("content", metavar="CONTENT", help="the content image")
+    p.add_argument("styles", nargs="+", metavar="STYLE", help="one or more style images")
+    p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp, .bmp, .tif)")
+    p.add_argument("--force", action="store_true", help="overwrite the output and frames if they exist")
+    p.add_argument("--size", type=int, default=512, help="long side of the output in pixels (default: 512)")
+    p.add_argument(
+        "--style-size", type=int, default=None, help="long side of the style images (default: --size)"
+    )
+    p.add_argument("--steps", type=int, default=300, help="optimisation steps (default: 300)")
+    p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs", help="lbfgs (default) or adam")
+    p.add_argument(
+        "--lr", type=float, default=None, help="learning rate (default: 1 for lbfgs, 0.02 for adam)"
+    )
+    p.add_argument("--content-weight", type=float, default=1.0, help="content weight (default: 1)")
+    p.add_argument("--style-weight", type=float, default=1e6, help="style weight (default: 1e6)")
+    p.add_argument("--tv-weight", type=float, default=0.0, help="total-variation weight (default: 0, off)")
+    p.add_argument(
+        "--style-blend",
+        default=None,
+        metavar="W1,W2,...",
+        help="one weight per style image, e.g. 0.7,0.3 (default: equal; normalised to sum to 1)",
+    )
+    p.add_argument(
+        "--content-layers", default="conv4_2", metavar="L1,...", help="content layers (default: conv4_2)"
+    )
+    p.add_argument(
+        "--style-layers",
+        default="conv1_1,conv2_1,conv3_1,conv4_1,conv5_1",
+        metavar="L1,...",
+        help="style layers (default: conv1_1,conv2_1,conv3_1,conv4_1,conv5_1)",
+    )
+    p.add_argument(
+        "--style-layer-weights",
+        default=None,
+        metavar="W1,...",
+        help="one weight per style layer (default: 1 each)",
+    )
+    p.add_argument(
+        "--init", choices=("content", "noise"), default="content", help="start image (default: content)"
+    )
+    p.add_argument("--seed", type=int, default=None, help="seed of the noise start image")
+    p.add_argument(
+        "--preserve-color",
+        action="store_true",
+        help="keep the content's colours: the result's luminance with the content's chroma",
+    )
+    p.add_argument(
+        "--pool",
+        choices=("max", "avg"),
+        default="max",
+        help="max (default) or avg: average pooling in place of max pooling, as in the paper",
+    )
+    p.add_argument(
+        "--model",
+        default="vgg19",
+        choices=list(MODELS),
+        metavar="NAME",
+        help="model name (default: vgg19; see `vggnets models`)",
+    )
+    p.add_argument(
+        "--weights",
+        default="DEFAULT",
+        metavar="W",
+        help="DEFAULT (pretrained), a member such as VGG19_Weights.IMAGENET1K_V1, or a .pth/.pt/.safetensors "
+        "weights file (default: DEFAULT)",
+    )
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="auto (default: bf16 autocast on CUDA, fp32 elsewhere), fp32 or bf16",
+    )
+    p.add_argument(
+        "--save-every", type=int, default=None, metavar="N", help="also write the image every N steps"
+    )
+    p.add_argument("--json", action="store_true", help="print the settings and every step's losses as JSON")
+    add_quiet_option(p)
+    p.set_defaults(run=run)
+
+
+def parse_floats(text: str | None, option: str) -> list[float] | None:
+    """'0.7,0.3' -> [0.7, 0.3]; every value finite and >= 0."""
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise VggnetsError(
+            f"{option} must be comma-separated numbers such as 0.7,0.3, got {text!r}."
+        ) from None
+    if not values or not all(math.isfinite(v) and v >= 0 for v in values):
+        raise VggnetsError(f"{option} must be comma-separated finite numbers >= 0, got {text!r}.")
+    return values
+
+
+def parse_layers(text: str, option: str) -> list[str]:
+    layers = [v.strip() for v in text.split(",") if v.strip()]
+    if not layers and option == "--style-layers":
+        raise VggnetsError("--style-layers needs at least one layer, such as conv1_1,conv2_1.")
+    return layers
+
+
+def frame_path(output: Path, step: int) -> Path:
+    """Where --save-every writes the image of ``step``: NAME_0050.png beside NAME.png."""
+    return output.with_name(f"{output.stem}_{step:04d}{output.suffix}")
+
+
+def check_output(output: Path, frames: list[Path], force: bool) -> None:
+    """Refuse before any work: unknown suffix, missing or unwritable folder, existing files without --force."""
+    if output.suffix.lower() not in FORMATS:
+        raise VggnetsError(
+            f"--output must end in {', '.join(sorted(set(FORMATS)))} (the format follows the suffix), got "
+            f"{output.name!r}."
+        )
+    folder = output.parent
+    if not folder.is_dir():
+        raise VggnetsError(
+            f"the output folder {folder} does not exist; create it first, or choose another -o."
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise VggnetsError(f"the output folder {folder} is not writable; choose another -o.")
+    if output.is_dir():
+        raise VggnetsError(f"{output} is a folder; -o needs an image file name such as {output / 'out.png'}.")
+    if not force:
+        existing = [p for p in [output, *frames] if p.exists()]
+        if existing:
+            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+            raise VggnetsError(f"{existing[0]} already exists{more}; pass --force to overwrite.")
+
+
+def save_image(path: Path, image, *, overwrite: bool) -> None:
+    """Write a float (3, H, W) image in [0, 1] atomically, in the format of the suffix."""
+    from PIL import Image
+
+    from ..features.style import to_uint8
+    from ..io.output import atomic_write
+
+    pixels = to_uint8(image).permute(1, 2, 0).numpy()
+    fmt = FORMATS[path.suffix.lower()]
+    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    atomic_write(
+        path, lambda tmp: Image.fromarray(pixels).save(tmp, format=fmt, **options), overwrite=overwrite
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check everything, optimise, write the image (and frames); print the loss history with --json."""
+    from ..features.style import StyleTransfer
+    from ..io.images import read_image
+
+    require_at_least(args.steps, 1, "--steps")
+    require_at_least(args.size, 16, "--size", " (conv5_1 needs 16 pixels on the short side)")
+    require_at_least(args.style_size, 16, "--style-size")
+    require_at_least(args.save_every, 1, "--save-every")
+    for option in ("content_weight", "style_weight", "tv_weight"):
+        value = getattr(args, option)
+        if not (math.isfinite(value) and value >= 0):
+            raise VggnetsError(f"--{option.replace('_', '-')} must be a finite number >= 0, got {value}.")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise VggnetsError(f"--lr must be a finite number > 0, got {args.lr}.")
+    blend = parse_floats(args.style_blend, "--style-blend")
+    if blend is not None and len(blend) != len(args.styles):
+        raise VggnetsError(
+            f"--style-blend has {len(blend)} weights for {len(args.styles)} style images; give one per style."
+        )
+    if blend is not None and sum(blend) <= 0:
+        raise VggnetsError("--style-blend weights must not all be 0.")
+    layer_weights = parse_floats(args.style_layer_weights, "--style-layer-weights")
+    content_layers = parse_layers(args.content_layers, "--content-layers")
+    style_layers = parse_layers(args.style_layers, "--style-layers")
+    output = Path(args.output)
+    steps_saved = range(args.save_every, args.steps + 1, args.save_every) if args.save_every else []
+    frames = {step: frame_path(output, step) for step in steps_saved}
+    check_output(output, list(frames.values()), args.force)
+    device = resolve_device(args.device)
+    content = read_image(args.content)  # unreadable images fail here, before the model is built
+    styles = [read_image(path) for path in args.styles]
+
+    progress = show_progress(args)
+    try:
+        transfer = StyleTransfer(
+            args.model,
+            weights=args.weights,
+            content_layers=content_layers,
+            style_layers=style_layers,
+            style_layer_weights=layer_weights,
+            pool=args.pool,
+            device=device,
+            precision=args.precision,
+            progress=progress,
+        )
+    except ValueError as exc:  # unknown layers, bf16 where autocast is missing, layer weights that do not fit
+        raise VggnetsError(f"{exc}.") from None
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=args.steps, unit="step", desc="stylize")
+
+    def after_step(record, image) -> None:
+        if bar is not None:
+            losses = {
+                "total": record.total,
+                "content": record.content,
+                "style": record.style,
+                "tv": record.tv,
+            }
+            bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()}, refresh=False)
+            bar.update(1)
+        if record.step in frames:
+            save_image(frames[record.step], image, overwrite=args.force)
+
+    try:
+        result = transfer.run(
+            content,
+            styles,
+            size=args.size,
+            style_size=args.style_size,
+            steps=args.steps,
+            optimizer=args.optimizer,
+            lr=args.lr,
+            content_weight=args.content_weight,
+            style_weight=args.style_weight,
+            tv_weight=args.tv_weight,
+            style_blend=blend,
+            init=args.init,
+            preserve_color=args.preserve_color,
+            seed=args.seed,
+            callback=after_step,
+        )
+    except ValueError as exc:  # an image too small or too elongated for the layers
+        raise VggnetsError(f"{exc}.") from None
+    finally:
+        if bar is not None:
+            bar.close()
+    save_image(output, result.image, overwrite=args.force)
+    if args.json:
+        doc = {
+            "content": args.content,
+            "styles": args.styles,
+            "output": str(output),
+            "frames": [str(p) for p in frames.values()],
+            "size": list(result.image.shape[-2:]),
+            "model": args.model,
+            "weights": str(args.weights),
+            "device": str(transfer.device),
+            "precision": transfer.precision,
+            "settings": {
+                "steps": args.steps,
+                "optimizer": args.optimizer,
+                "lr": args.lr,
+                "content_weight": args.content_weight,
+                "style_weight": args.style_weight,
+                "tv_weight": args.tv_weight,
+                "style_blend": blend,
+                "content_layers": content_layers,
+                "style_layers": style_layers,
+                "init": args.init,
+                "seed": args.seed,
+                "preserve_color": args.preserve_color,
+                "pool": args.pool,
+            },
+            "history": [r.to_dict() for r in result.history],
+        }
+        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif not args.quiet:
+        last = result.history[-1]
+        print(
+            f"wrote {output} ({result.image.shape[-1]}x{result.image.shape[-2]}, {args.steps} steps, "
+            f"loss {result.history[0].total:.4g} -> {last.total:.4g}, {last.seconds:.1f} s)",
+            file=sys.stderr,
+        )
+    return 0
