@@ -21,7 +21,6 @@ from torch import Tensor
 from ..core.transforms import IMAGENET_MEAN, IMAGENET_STD, ImageClassification
 from ..core.vgg import VGG, device_of
 from ..errors import ImageError
-from ..io.images import read_image
 from ..models.dense import HEAD_LAYERS, fully_convolutional
 from ..models.weights import WeightsEnum
 from .extractor import FeatureExtractor
@@ -117,6 +116,8 @@ def embed_files(
 
 def _read_batch(files: Sequence[str | Path]) -> tuple[list[Embedding], list[Tensor]]:
     """An Embedding per file (``error`` set for those that cannot be read) and the decoded images of the others."""
+    from ..io.images import read_image  # torchvision.io: not imported by `import vggnets`
+
     rows, images = [], []
     for file in files:
         row = Embedding(str(file), Path(file).parent.name)
