@@ -117,6 +117,7 @@ def test_a_compiled_model_that_fails_on_first_run_falls_back(monkeypatch):
     torch.testing.assert_close(predictor(photos()), reference(tiny(), photos()), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_bf16_compiled_agrees():
     predictor = build(tiny_bn(), "bf16", device="cuda")
