@@ -81,16 +81,30 @@ class VGG(nn.Module):
         return self.classifier[6].out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits for a batch of normalised images of shape (N, 3, H, W), H and W >= 32."""
-        if x.dim() != 4 or x.shape[-1] < MIN_SIZE or x.shape[-2] < MIN_SIZE:
-            raise ValueError(
-                f"VGG expects a batch of images shaped (N, C, H, W) with H and W >= {MIN_SIZE} (five 2x2 poolings), "
-                f"got {tuple(x.shape)}; add a batch dimension with x.unsqueeze(0) or resize the images"
-            )
+        """Class logits for a batch of normalised images of shape (N, 3, H, W), H and W >= 32.
+
+        The input check runs in eager mode and under ``torch.compile``/``torch.export`` (where it becomes a shape
+        guard); TorchScript, ``torch.jit.trace`` and FX symbolic tracing skip it, so their graphs are exactly
+        torchvision's: features -> avgpool -> flatten -> classifier.
+        """
+        # TorchScript leaves out the body of an `if` whose condition is exactly `not torch.jit.is_scripting()`,
+        # and only then: the check and the Proxy test below it are never compiled. Keep the two ifs apart.
+        if not torch.jit.is_scripting():  # noqa: SIM102
+            if not (torch.jit.is_tracing() or isinstance(x, torch.fx.Proxy)):
+                check_input(x)
         x = self.features(x)
         x = self.avgpool(x)
         x = torch.flatten(x, 1)
         return self.classifier(x)
+
+
+def check_input(x: torch.Tensor) -> None:
+    """ValueError unless ``x`` is a batch (N, C, H, W) with H and W of at least :data:`MIN_SIZE` pixels."""
+    if x.dim() != 4 or x.shape[-1] < MIN_SIZE or x.shape[-2] < MIN_SIZE:
+        raise ValueError(
+            f"VGG expects a batch of images shaped (N, C, H, W) with H and W >= {MIN_SIZE} (five 2x2 poolings), "
+            f"got {tuple(x.shape)}; add a batch dimension with x.unsqueeze(0) or resize the images"
+        )
 
 
 def initialize(module: nn.Module, scheme: InitScheme | bool = "torchvision") -> None:

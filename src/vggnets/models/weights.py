@@ -9,7 +9,9 @@ from __future__ import annotations
 import enum
 import fnmatch
 import importlib.resources
+import math
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -80,11 +82,47 @@ IMAGENET_WNIDS: list[str] = _read_asset("imagenet_synsets.txt")
 
 @dataclass(frozen=True, eq=False)
 class Weights:
-    """One published checkpoint: where it lives, how to preprocess for it, and what it scored."""
+    """One published checkpoint: where it lives, how to preprocess for it, and what it scored.
+
+    Two values are equal when their url, meta and transforms are, as torchvision's ``Weights``: a ``partial``
+    transforms compares by its function, arguments and keywords (a copied partial is a new object), and NaN metrics
+    equal NaN (``IMAGENET1K_FEATURES`` has NaN accuracies). An enum member is rebuilt from its value when it is
+    unpickled or copied, so this equality is what makes members survive ``pickle`` and ``copy.deepcopy``. The values
+    are unhashable, as torchvision's, which makes the enum find a member by equality.
+    """
 
     url: str
     transforms: Any
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Weights):
+            return NotImplemented
+        return (
+            self.url == other.url
+            and same_value(self.meta, other.meta)
+            and same_transforms(self.transforms, other.transforms)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """``a == b`` through dicts, lists and tuples, with NaN equal to NaN."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def same_transforms(a: Any, b: Any) -> bool:
+    """Equality of two transforms factories; partials compare by function, arguments and keywords."""
+    if isinstance(a, partial) and isinstance(b, partial):
+        return a.func == b.func and same_value(a.args, b.args) and same_value(a.keywords, b.keywords)
+    return a == b
 
 
 class WeightsEnum(enum.Enum):
@@ -204,16 +242,23 @@ VGG19_Weights = WEIGHTS["vgg19"]
 VGG19_BN_Weights = WEIGHTS["vgg19_bn"]
 
 
-def list_models(include: str | list[str] | None = None, exclude: str | list[str] | None = None) -> list[str]:
-    """Sorted model names, optionally filtered by fnmatch patterns (as ``torchvision.models.list_models``)."""
-    names = sorted(configs.MODELS)
-    if include is not None:
-        pats = [include] if isinstance(include, str) else include
-        names = [n for n in names if any(fnmatch.fnmatch(n, p) for p in pats)]
-    if exclude is not None:
-        pats = [exclude] if isinstance(exclude, str) else exclude
-        names = [n for n in names if not any(fnmatch.fnmatch(n, p) for p in pats)]
-    return names
+def list_models(
+    include: str | Iterable[str] | None = None, exclude: str | Iterable[str] | None = None
+) -> list[str]:
+    """Sorted model names filtered by fnmatch patterns, exactly as ``torchvision.models.list_models``.
+
+    ``include``: a pattern or an iterable of patterns; the result is every name matching any of them, and no filter at
+    all (None, or an empty list/tuple/set/dict/string) keeps every model. ``exclude`` (applied after ``include``)
+    removes the names matching any of its patterns; an empty one removes nothing.
+    """
+    names = set(configs.MODELS)
+    if include:
+        patterns = [include] if isinstance(include, str) else list(include)
+        names = {n for n in names if any(fnmatch.fnmatch(n, p) for p in patterns)}
+    if exclude:
+        patterns = [exclude] if isinstance(exclude, str) else list(exclude)
+        names = {n for n in names if not any(fnmatch.fnmatch(n, p) for p in patterns)}
+    return sorted(names)
 
 
 def get_model_weights(name: str) -> type[WeightsEnum]:
