@@ -12,7 +12,8 @@ resolution,
 - ``hirescam``  (Draelos & Carin 2020): ``relu(sum_k G_k * A_k)``;
 
 which is then resized to the input (bilinear, half-pixel centres, as OpenCV's ``INTER_LINEAR``) and scaled per image to
-[0, 1] (minus its minimum, divided by its maximum + 1e-7), the formulas and scaling of pytorch-grad-cam.
+span [0, 1] (minus its minimum, divided by its maximum): the formulas and scaling of pytorch-grad-cam, except that it
+divides by the maximum + 1e-7, so its maps of small activations stop short of 1.
 
 How it runs: the layers up to the chosen one run without autograd; the rest of the network (to ``fc8``) runs with it
 from a copy of the layer's output, and the gradient is taken with respect to that copy only. So no hooks are needed, an
@@ -121,8 +122,9 @@ def explain(
     try:
         activations, logits = _run(model, images, index)
         targets = _targets(target, logits.detach())
-        score = logits.gather(1, targets[:, None].to(logits.device)).sum()
-        (grads,) = torch.autograd.grad(score, activations)
+        with torch.enable_grad():
+            score = logits.gather(1, targets[:, None].to(logits.device)).sum()
+            (grads,) = torch.autograd.grad(score, activations)
     finally:
         model.train(was_training)
     raw = _combine(method, activations.detach().float(), grads.float())
@@ -170,10 +172,10 @@ def _combine(method: str, a: Tensor, g: Tensor) -> Tensor:
 
 
 def _scale(maps: Tensor) -> Tensor:
-    """Per map: minus its minimum, divided by its maximum + 1e-7 (an all-zero map stays 0)."""
+    """Per map: minus its minimum, divided by its maximum, so it spans [0, 1] (a map below 1e-12 stays near 0)."""
     flat = maps.flatten(1)
     flat = flat - flat.min(1, keepdim=True).values
-    flat = flat / (flat.max(1, keepdim=True).values + 1e-7)
+    flat = flat / flat.max(1, keepdim=True).values.clamp(min=1e-12)
     return flat.view_as(maps)
 
 
