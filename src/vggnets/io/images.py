@@ -36,6 +36,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "check_resized_size",
     "collect_images",
+    "decode_image_bytes",
     "decode_jpegs",
     "read_image",
     "read_jpeg_or_image",
@@ -124,7 +125,31 @@ def read_jpeg_or_image(
         ImageError: as :func:`read_image`.
     """
     name = str(path)
-    data = _read_bytes(Path(path), name)
+    return _decode_buffer(_read_bytes(Path(path), name), name, max_pixels, keep_jpeg)
+
+
+def decode_image_bytes(
+    data: bytes | bytearray | memoryview,
+    name: str = "<bytes>",
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> torch.Tensor:
+    """:func:`read_image` for a file already in memory (e.g. a Ray Data ``bytes`` column): the same decoding, checks
+    and messages, each starting with ``name`` (the file's path when known).
+
+    Raises:
+        ImageError: as :func:`read_image` (``name: file is empty`` for no bytes).
+    """
+    buf = bytearray(data)  # a writable copy, so torch can wrap it without a warning
+    if not buf:
+        raise ImageError(f"{name}: file is empty")
+    return _decode_buffer(buf, name, max_pixels, keep_jpeg=False)[0]
+
+
+def _decode_buffer(
+    data: bytearray, name: str, max_pixels: int | None, keep_jpeg: bool
+) -> tuple[torch.Tensor, bool]:
+    """The body of :func:`read_jpeg_or_image` once the bytes are in memory."""
     with _open_header(data, name) as im:
         _check_max_pixels(im, name, max_pixels)
         fmt = im.format
