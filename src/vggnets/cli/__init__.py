@@ -11,9 +11,35 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import VggnetsError
-from . import benchmark, classify, convert, download, evaluate, export, features, models, train
+from . import (
+    benchmark,
+    classify,
+    convert,
+    download,
+    evaluate,
+    explain,
+    export,
+    features,
+    lpips,
+    models,
+    stylize,
+    train,
+)
 
-SUBCOMMANDS = (classify, evaluate, features, models, download, export, convert, train, benchmark)
+SUBCOMMANDS = (
+    classify,
+    evaluate,
+    features,
+    models,
+    download,
+    export,
+    convert,
+    train,
+    benchmark,
+    lpips,
+    explain,
+    stylize,
+)
 
 EPILOG = """\
 examples:

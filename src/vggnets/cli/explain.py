@@ -296,7 +296,7 @@ def explain_files(files, outputs, loaded, labels, layer, target, args, device) -
                     }
                     if args.grid:
                         overlays.append(
-                            (picture, f"{files[i].name}: {labels[t]} {100 * float(probs[j, t]):.1f}%")
+                            (picture, f"{labels[t]} {100 * float(probs[j, t]):.1f}%  {files[i].name}")
                         )
             if bar is not None:
                 bar.update(min(args.batch_size, len(files) - start))
