@@ -31,6 +31,7 @@ from torch import nn
 from ..errors import VggnetsError
 from . import calibration as calib
 from . import compiled
+from .backends import peer_runner, resolve_backend
 from .graph import CropUint8, input_spec, num_classes, prepare
 from .plan import EngineInfo, EngineWarning, Precision, plan_engine, warn
 
@@ -106,7 +107,8 @@ class Predictor:
     def __repr__(self) -> str:
         i = self.info
         return (
-            f"Predictor(precision={i.precision}, compile={i.compile}, device={i.device}, buckets={list(i.buckets)}, "
+            f"Predictor(precision={i.precision}, backend={i.backend}, compile={i.compile}, device={i.device}, "
+            f"buckets={list(i.buckets)}, "
             f"image_size={self.image_size})"
         )
 
@@ -127,6 +129,7 @@ def optimize(
     calibration: str | Path | torch.Tensor | None = None,
     cache: bool = True,
     warmup: bool = True,
+    backend: str = "torch",
 ) -> Predictor:
     """Build an inference-ready :class:`Predictor` for a VGG (ours or a torchvision module with the same layout).
 
@@ -134,18 +137,31 @@ def optimize(
     or a directory, or a uint8 tensor of crops). ``compile``: True (AOTInductor package cached on disk on CPU,
     ``torch.compile`` with CUDA graphs for small batches on GPU), ``"aot"``, ``"jit"`` (``torch.compile`` with inductor
     freezing), or False (eager). ``mean``/``std``/``image_size``/``resize_size`` default to ``weights.transforms()``
-    when ``weights`` is given, else ImageNet's statistics, 224 and 256. The model itself is not modified.
+    when ``weights`` is given, else ImageNet's statistics, 224 and 256. ``backend``: ``"torch"`` (the engine's own
+    path), ``"onnxruntime"`` or ``"openvino"`` (our ONNX export of the same graph run by that runtime on the CPU; see
+    :mod:`.backends`), or ``"auto"`` (the fastest installed one for the precision on this CPU kind). The model itself
+    is not modified.
     """
     start = time.perf_counter()
     info = plan_engine(precision, device, compile, batch_size, buckets)
     dev = torch.device(info.device)
+    notes: list[str] = []
+    chosen = resolve_backend(backend, info.precision, dev, notes)
+    for message in notes:
+        warn(info, message)
     spec = input_spec(weights, image_size=image_size, resize_size=resize_size, mean=mean, std=std)
     preprocess = CropUint8(spec.resize_size, spec.image_size)
-    dtype = torch.bfloat16 if info.precision == "bf16" else torch.float32
+    dtype = torch.bfloat16 if info.precision == "bf16" and chosen == "torch" else torch.float32
     wrapped = prepare(model, spec.mean, spec.std, dtype, dev)
     images = calib.load_calibration_images(calibration, preprocess) if info.precision == "int8" else None
     example = torch.zeros(batch_size, 3, spec.image_size, spec.image_size, dtype=torch.uint8, device=dev)
-    runner, eager, eager_precision = _build_runner(wrapped, example, info, images, cache)
+    runner = None if chosen == "torch" else _peer(chosen, wrapped, example, info, images, cache)
+    if runner is None:
+        if dtype != torch.bfloat16 and info.precision == "bf16":  # a peer failed: the torch path in bf16
+            wrapped = prepare(model, spec.mean, spec.std, torch.bfloat16, dev)
+        runner, eager, eager_precision = _build_runner(wrapped, example, info, images, cache)
+    else:
+        eager, eager_precision = wrapped, "fp32"
     info.build_seconds = time.perf_counter() - start
 
     predictor = Predictor(runner, info, preprocess=preprocess, num_classes=num_classes(model), device=dev)
@@ -189,6 +205,29 @@ def _build_runner(
         if runner is None:
             info.compile = "none"
     return (wrapped if runner is None else runner), wrapped, eager_precision
+
+
+def _peer(
+    backend: str,
+    wrapped: nn.Module,
+    example: torch.Tensor,
+    info: EngineInfo,
+    images: torch.Tensor | None,
+    cache: bool,
+) -> Any:
+    """The runner of ``backend`` for the fp32 graph ``wrapped`` at ``info.precision``, recorded in ``info``; None
+    (after one warning) when it cannot be built, so that the torch backend runs instead."""
+    built = _try(
+        info,
+        f"the {backend} backend",
+        lambda: peer_runner(backend, wrapped, info.precision, example, calibration=images, cache=cache),
+    )
+    if built is None:
+        return None
+    runner, info.artifact, hit = built
+    info.backend, info.compile = backend, backend
+    info.cache = ("hit" if hit else "miss") if cache else None
+    return runner
 
 
 def _try(info: EngineInfo, what: str, build: Callable[[], Any]) -> Any:

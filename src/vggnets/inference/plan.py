@@ -43,6 +43,7 @@ class EngineInfo:
     build_seconds: float = 0.0
     warmup_seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    backend: str = "torch"  # who runs the graph: torch, onnxruntime or openvino (see inference.backends)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
