@@ -7,7 +7,8 @@ which is what both sides count as a step. The reference is written here after th
 PyTorch": torchvision's ``vgg19(weights=None).features`` (seeded random weights: no pretrained file can be downloaded
 here, and the speed does not depend on the values), a normalisation module, the ReLUs made out-of-place, content and
 style loss modules inserted after the loss layers and the network cut after the last one, ``torch.optim.LBFGS`` with its
-defaults and a closure that clamps the image and counts evaluations. The layers are Gatys et al.'s for both sides
+defaults (but ``max_iter``, set so that one ``step()`` call makes exactly the evaluations timed) and a closure that clamps
+the image and counts evaluations. The layers are Gatys et al.'s for both sides
 (content conv4_2; style conv1_1, conv2_1, conv3_1, conv4_1, conv5_1; the tutorial's own choice is conv2_2 and the first
 five convolutions), the weights the tutorial's (style 1e6, content 1).
 
@@ -129,7 +130,9 @@ def run_reference(
     model, contents, styles = reference_model(features, content, style, device)
     model.eval().requires_grad_(False)
     image = content.clone()[None].requires_grad_(True)
-    optimizer = torch.optim.LBFGS([image])
+    # The tutorial keeps max_iter=20 and loops over step() calls; one call with max_iter=steps runs exactly `steps`
+    # evaluations (the first one, then one per iteration but the last), each costing what the tutorial's cost.
+    optimizer = torch.optim.LBFGS([image], max_iter=steps)
     stamps: list[float] = []
     first: list[float] = []
 
