@@ -14,6 +14,8 @@ import torch
 import vggnets
 import vggnets.training as T
 from vggnets.io.images import read_image
+from vggnets.io.record import read_record
+from vggnets.models.meta import weights_preprocessing
 
 pytest.importorskip("sklearn")
 
@@ -83,6 +85,14 @@ def test_tiny_run_learns(small_digits: Path, tmp_path: Path) -> None:
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5, 6]
     best = vggnets.vgg11_bn(weights=tmp_path / "best.pth")
     assert best.num_classes == 10 and best.features[0].out_channels == 8
+    # the checkpoints say what they are: no model name, width or preprocessing needs to be given again
+    assert vggnets.get_model(weights=tmp_path / "best.pth").features[0].out_channels == 8
+    preset = weights_preprocessing(tmp_path / "best.pth")
+    assert (preset.crop_size, preset.resize_size) == ([DIGITS_RECIPE.crop], [DIGITS_RECIPE.resize])
+    assert (
+        preset.mean == list(DIGITS_RECIPE.mean)
+        and read_record(tmp_path / "last.pth")["architecture"] == "vgg11_bn"
+    )
 
 
 def test_resume_is_exact(small_digits: Path, tmp_path: Path) -> None:

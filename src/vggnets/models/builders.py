@@ -18,6 +18,7 @@ from ..core.configs import MODELS
 from ..core.layout import check_layout, file_num_classes, file_width
 from ..core.vgg import HEAD_KEYS, VGG, InitScheme, construct, initialize
 from ..errors import UnknownModelError
+from .meta import weights_architecture
 from .weights import WeightsEnum, resolve_weights
 
 WeightsArg = WeightsEnum | str | Path | None
@@ -103,8 +104,18 @@ def build(
     return load_weights(model, state_dict, source, init_weights)
 
 
-def get_model(name: str, **kwargs) -> VGG:
-    """Build a model by name, e.g. ``get_model("vgg16", weights="DEFAULT")`` (as ``torchvision.models.get_model``)."""
+def get_model(name: str | None = None, **kwargs) -> VGG:
+    """Build a model by name, e.g. ``get_model("vgg16", weights="DEFAULT")`` (as ``torchvision.models.get_model``).
+
+    Without a name, the weights say which model they are: ``get_model(weights="runs/x/best.pth")`` builds the
+    architecture a ``vggnets train`` checkpoint records (and published weights their own model)."""
+    if name is None:
+        name = weights_architecture(kwargs.get("weights"))
+        if name is None:
+            raise UnknownModelError(
+                "get_model needs a model name unless the weights say which model they are (published weights, or "
+                f"a checkpoint written by vggnets train); these do not: {kwargs.get('weights')!r}."
+            )
     return build(name.lower(), **kwargs)
 
 

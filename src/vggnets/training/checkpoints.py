@@ -12,6 +12,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..io.output import atomic_write
+from ..version import __version__
 
 
 def save_checkpoint(path: str | Path, state: Any) -> Path:
@@ -26,6 +27,29 @@ def save_checkpoint(path: str | Path, state: Any) -> Path:
             torch.save(state, f)
 
     return atomic_write(path, write, overwrite=True)
+
+
+def model_record(
+    model: torch.nn.Module, recipe: Any, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """What a trained model's checkpoint records about itself (see :mod:`vggnets.io.record`): its architecture, width,
+    classes and the preprocessing it was trained with, so that it classifies without being told any of it."""
+    extra = extra or {}
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    classes = extra.get("classes")
+    return {
+        "architecture": extra.get("model") or getattr(model, "name", None),
+        "width": convs[0].out_channels / 64 if convs else 1.0,
+        "num_classes": getattr(model, "num_classes", None),
+        "classes": list(classes) if classes else None,
+        "preprocessing": {
+            "resize": recipe.resize,
+            "crop": recipe.crop,
+            "mean": list(recipe.mean),
+            "std": list(recipe.std),
+        },
+        "produced_by": f"vggnets {__version__} train",
+    }
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:

@@ -16,7 +16,15 @@ from torch import nn
 from ..core.vgg import device_of
 from ..errors import ArchitectureMismatchError, CheckpointError
 from ..io.output import write_text
-from .checkpoints import load_checkpoint, rng_state, save_checkpoint, set_rng_state, state_dict_mismatch
+from ..io.record import attach_record
+from .checkpoints import (
+    load_checkpoint,
+    model_record,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    state_dict_mismatch,
+)
 from .distributed import Distributed, current_process, gather_over_processes, sum_over_processes, unwrap
 from .epochs import Amp, evaluate_epoch, train_one_epoch
 from .optimisation import Scheduler, make_optimizer, make_scheduler, step_scheduler
@@ -221,12 +229,13 @@ def _save(
     extra: Mapping[str, Any] | None,
 ) -> None:
     """Write the epoch's files: ``best.pth`` when the accuracy improved, ``last.pth`` and ``metrics.csv``."""
+    weights = attach_record(run.model.state_dict(), model_record(run.model, recipe, extra))
     if improved:
-        save_checkpoint(output_dir / "best.pth", run.model.state_dict())
+        save_checkpoint(output_dir / "best.pth", weights)
     save_checkpoint(
         output_dir / "last.pth",
         {
-            "model": run.model.state_dict(),
+            "model": weights,
             "optimizer": run.optimizer.state_dict(),
             "scheduler": run.scheduler.state_dict(),
             "scaler": run.scaler.state_dict() if run.scaler is not None else None,
