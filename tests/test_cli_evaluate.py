@@ -62,7 +62,10 @@ def tree(tmp_path, tiny_vgg11) -> Path:
 
 def run_json(capsys, tmp_path, *args) -> tuple[int, dict | None, str, str]:
     out_file = tmp_path / "results.json"
-    code = main(["evaluate", *map(str, args), "--output", str(out_file), "--workers", "0", "--quiet"])
+    # one results.json per test, rewritten by each call: --force (evaluate never replaces a file without it)
+    code = main(
+        ["evaluate", *map(str, args), "--output", str(out_file), "--force", "--workers", "0", "--quiet"]
+    )
     captured = capsys.readouterr()
     doc = json.loads(out_file.read_text()) if out_file.exists() else None
     return code, doc, captured.out, captured.err

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..errors import MissingDependencyError, VggnetsError
+from ..errors import MissingDependencyError
 from ..io.output import atomic_write, write_text
 from .measure import Timings, device_peaks, percentile
 
@@ -172,18 +172,6 @@ def _table_row(r: dict[str, Any]) -> str:
     )
 
 
-def check_output_path(path: Path | None, option: str, *, overwrite: bool) -> None:
-    """Before the long run: ``path`` (the file for ``option``; None when not asked for) can be written."""
-    if path is None:
-        return
-    if path.exists() and not overwrite:
-        raise VggnetsError(
-            f"{option} {path} already exists; pass --force to overwrite it, or choose another name."
-        )
-    if not path.parent.is_dir():
-        raise VggnetsError(f"{option} {path}: the directory {path.parent} does not exist.")
-
-
 def require_matplotlib() -> None:
     """Raise a one-line error when matplotlib (needed by :func:`plot_report`) is not installed."""
     try:
@@ -199,7 +187,7 @@ def write_json(report: dict[str, Any], path: str | Path, *, overwrite: bool = Fa
     return write_text(path, json.dumps(report, indent=2) + "\n", overwrite=overwrite)
 
 
-def plot_report(report: dict[str, Any], path: str | Path, *, overwrite: bool = True) -> Path:
+def plot_report(report: dict[str, Any], path: str | Path, *, overwrite: bool = False) -> Path:
     """A bar chart of images/s per path, annotated with the speed-up over the baseline (matplotlib), written
     atomically in the format of ``path``'s extension (PNG without one)."""
     import matplotlib

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import add_quiet_option, add_subcommand, require_at_least
+from .common import add_quiet_option, add_subcommand, provenance, require_at_least, resolve_weights_option
 
 HELP = "measure the fast inference engine against torchvision fp32 eager (images/s, latency, agreement)"
 DESCRIPTION = """\
@@ -21,7 +21,11 @@ speed-ups differ a lot between CPUs.
 
 Weights are random (seeded, the same for every path) unless --weights is given; with random weights the logits
 have small margins, so agreement is best read as their cosine. With --images DIR it also runs end to end (files on disk -> top-5 labels) for the Hub
-page's script (PIL + torchvision transforms + fp32 eager) and for `vggnets classify` with the engine."""
+page's script (PIL + torchvision transforms + fp32 eager) and for `vggnets classify` with the engine.
+
+--output and --plot are checked before the run, never replaced without --force, and the JSON records what
+produced it (version, options); the table is printed before the files are written, so a full disk loses
+only the files. Exit code: 0 measured and written, 2 nothing was run or a file could not be written."""
 EPILOG = """\
 examples:
   vggnets benchmark                                      vgg16, batch 16, fp32/bf16/int8 on this machine
@@ -73,7 +77,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--plot", type=Path, default=None, help="write a bar chart of images/s to this PNG (matplotlib)"
     )
-    p.add_argument("--force", action="store_true", help="overwrite --output/--plot files that already exist")
+    p.add_argument("--force", action="store_true", help="replace --output/--plot files that already exist")
     p.add_argument(
         "--format", choices=("table", "json"), default="table", help="stdout: table (default) or json"
     )
@@ -90,9 +94,7 @@ def run(args: argparse.Namespace) -> int:
     device = _device(args.device)
     weights = None
     if args.weights is not None:
-        from ..models.weights import resolve_weights
-
-        weights = resolve_weights(args.model, args.weights)
+        weights = resolve_weights_option(args.model, args.weights)
 
     log = (
         (lambda msg: print(f"vggnets benchmark: {msg}", file=sys.stderr, flush=True))
@@ -115,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
         log=log,
     )
     report["weights"] = str(weights) if weights is not None else "random (seed 0)"
-    print(json.dumps(report, indent=2) if args.format == "json" else format_report(report))
+    report["produced_by"] = provenance(args)
+    # the tables first, flushed: a file that cannot be written loses nothing else
+    print(json.dumps(report, indent=2) if args.format == "json" else format_report(report), flush=True)
     if args.output is not None:
         write_json(report, args.output, overwrite=args.force)
     if args.plot is not None:
@@ -125,9 +129,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_options(args: argparse.Namespace) -> list[str]:
     """Every option checked before the long run; returns the precisions to measure."""
-    from ..bench.report import check_output_path, require_matplotlib
+    from ..bench.report import require_matplotlib
     from ..bench.runner import parse_precisions
     from ..errors import VggnetsError
+    from ..io.output import check_output
 
     require_at_least(args.batch_size, 1, "--batch-size")
     require_at_least(args.iterations, 1, "--iterations")
@@ -138,10 +143,13 @@ def _check_options(args: argparse.Namespace) -> list[str]:
     precisions = parse_precisions(args.precision)
     if args.images is not None and not args.images.is_dir():
         raise VggnetsError(f"--images {args.images} is not a directory of images.")
-    check_output_path(args.output, "--output", overwrite=args.force)
-    check_output_path(args.plot, "--plot", overwrite=args.force)
     if args.plot is not None:
         require_matplotlib()
+    for path, option in ((args.output, "--output"), (args.plot, "--plot")):
+        if path is not None:
+            check_output(path, overwrite=args.force, option=option)
+    if args.output is not None and args.plot is not None and args.output.resolve() == args.plot.resolve():
+        raise VggnetsError("--output and --plot name the same file; give each its own.")
     return precisions
 
 

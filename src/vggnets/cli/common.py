@@ -132,9 +132,9 @@ def load_classifier(
     """Build a model with weights that have a trained classifier; user state_dicts get ImageNet preprocessing."""
     from ..core.transforms import ImageClassification
     from ..models.builders import build
-    from ..models.weights import IMAGENET_CATEGORIES, WeightsEnum, resolve_weights
+    from ..models.weights import IMAGENET_CATEGORIES, WeightsEnum
 
-    weights = resolve_weights(model_name, weights_arg)
+    weights = resolve_weights_option(model_name, weights_arg)
     if isinstance(weights, WeightsEnum) and weights.meta.get("categories") is None:
         raise VggnetsError(
             f"{weights} has no trained classifier (only its convolutional features are valid), so it cannot "
@@ -146,6 +146,40 @@ def load_classifier(
     # a user's state_dict: ImageNet preprocessing, ImageNet names when it has 1000 outputs
     categories = IMAGENET_CATEGORIES if model.num_classes == len(IMAGENET_CATEGORIES) else None
     return LoadedClassifier(model, weights, ImageClassification(crop_size=224), categories)
+
+
+def resolve_weights_option(model_name: str, weights_arg: object):
+    """``--weights`` as an enum member, a file Path or None; a weights name for a model that has none published is
+    refused in command-line words (``--weights FILE``)."""
+    from ..errors import WeightsError
+    from ..models.weights import CHECKPOINT_SUFFIXES, WEIGHTS, resolve_weights
+
+    text = None if weights_arg is None else str(weights_arg)
+    names_a_file = text is not None and (
+        Path(text).expanduser().exists() or Path(text).suffix.lower() in CHECKPOINT_SUFFIXES or os.sep in text
+    )
+    if text is not None and not names_a_file and model_name not in WEIGHTS:
+        raise WeightsError(
+            f"no pretrained weights are published for {model_name} (a configuration of the paper that no one "
+            f"released weights for), so --weights {text} cannot be found; pass --weights FILE with a checkpoint "
+            f"of {model_name} (`vggnets train --model {model_name}` makes one), or choose a model with published "
+            f"weights: {', '.join(WEIGHTS)}."
+        )
+    return resolve_weights(model_name, weights_arg)
+
+
+def provenance(args: argparse.Namespace, **extra: object) -> dict:
+    """What produced a written file, for its metadata: the vggnets version, the command and its options (plus
+    ``extra``, such as the resolved weights), JSON-ready."""
+    from ..version import __version__
+
+    def plain(value: object) -> object:
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
+
+    options = {k: plain(v) for k, v in vars(args).items() if k not in ("run", "command")}
+    return {"vggnets": __version__, "command": getattr(args, "command", None), "options": options, **extra}
 
 
 def require_at_least(value: int | None, minimum: int, option: str, hint: str = "") -> None:

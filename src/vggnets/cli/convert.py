@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import add_subcommand
+from .common import add_subcommand, provenance
 
 HELP = "convert timm or Keras VGG weights to vggnets' layout (or back)"
 DESCRIPTION = """\
@@ -17,7 +17,10 @@ or timm's layout, or a Keras Applications VGG16/VGG19 file (.h5 as keras.applica
 Keras' ImageNet VGG weights expect BGR images in [0, 255] minus the mean pixel (Caffe-style). By default conv1_1
 is flipped so the converted model takes RGB: preprocess with RGB in [0, 255] minus (123.68, 116.779, 103.939),
 i.e. vggnets.convert.keras_transforms(). --bgr keeps the source's channel order instead.
-The converted file loads with vggnets.vgg16(weights="out.safetensors") (timm and Keras files also load directly)."""
+The converted file loads with vggnets.vgg16(weights="out.safetensors") (timm and Keras files also load directly).
+DST is checked before SRC is read and is never replaced without --force; a .safetensors DST records what produced
+it (vggnets version, model, source file and layout, options) in its metadata.
+Exit code: 0 written, 2 nothing was written."""
 EPILOG = """\
 examples:
   vggnets convert vgg16_weights_tf_dim_ordering_tf_kernels.h5 vgg16_keras.safetensors
@@ -57,11 +60,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Convert, then print what was done and the preprocessing the weights expect."""
-    from ..convert.files import convert_file, describe
+    """Check DST, convert, then print what was done and the preprocessing the weights expect."""
+    from ..convert.files import check_destination, convert_file, describe
 
+    check_destination(args.dst, to=args.to, overwrite=args.force)
     report = convert_file(
-        args.src, args.dst, model=args.model, rgb=not args.bgr, to=args.to, overwrite=args.force
+        args.src,
+        args.dst,
+        model=args.model,
+        rgb=not args.bgr,
+        to=args.to,
+        overwrite=args.force,
+        metadata={"produced_by": json.dumps(provenance(args))},
     )
     print(json.dumps(report.to_dict(), indent=2) if args.json else describe(report))
     return 0

@@ -15,6 +15,7 @@ from .common import (
     load_classifier,
     make_predictor,
     parse_scales,
+    provenance,
     require_at_least,
     show_progress,
     uses_engine,
@@ -39,8 +40,12 @@ use S-32,S,S+32 for a model trained at fixed S); dense uses its middle scale.
 DATA is an ImageFolder tree (class folders named by WordNet id such as n01440764, or by class index),
 or a flat directory of images with --labels: Caffe's val.txt ("file index"), a CSV "file,label", or
 one label per line in sorted file order (the ILSVRC2012 devkit's ground truth needs --devkit-meta).
-Unreadable images are skipped and counted. Exit code: 0 all images evaluated, 1 some images could
-not be read, 2 nothing was run."""
+Unreadable images are skipped and counted. The progress bar counts network inputs (multicrop runs 150
+per image over 3 scales), with their rate and the time left. --output is checked before any work, never
+replaced without --force, and records what produced it (version, command options, models and weights);
+the table is printed before it is written, so a full disk loses only the file.
+Exit code: 0 all images evaluated, 1 some images could not be read, 2 nothing was run or the
+--output file could not be written."""
 EPILOG = """\
 examples:
   vggnets evaluate imagenet/val --model vgg16 --protocol center,dense,multiscale --flip
@@ -80,7 +85,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images (sorted order)")
     add_runtime_options(p, batch_size=16, workers=1, batch_help="images per protocol call")
-    p.add_argument("--output", default=None, help="also write the results as JSON to this file")
+    p.add_argument(
+        "-o", "--output", default=None, metavar="FILE", help="also write the results as JSON to this file"
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing --output file")
     add_engine_options(p)
     add_quiet_option(p)
     p.set_defaults(run=run)
@@ -117,11 +125,14 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.evaluate import Member, build_runs, evaluate, open_for_models
     from ..evaluation.protocols import EngineCenter
     from ..evaluation.results import markdown_table, write_results
+    from ..io.output import check_output
 
     names = parse_protocols(args.protocol)
     scales = parse_scales(args.scales)
     require_at_least(args.limit, 1, "--limit")
     device = check_runtime_options(args)
+    if args.output:
+        check_output(args.output, overwrite=args.force)
     weights = parse_ensemble(args.ensemble, "DEFAULT") if args.ensemble else [(args.model, args.weights)]
     for name, _ in weights:
         if name not in MODELS:
@@ -155,9 +166,11 @@ def run(args: argparse.Namespace) -> int:
     evaluation = evaluate(
         runs, dataset, batch_size=args.batch_size, workers=args.workers, progress=show_progress(args)
     )
-    print(markdown_table(evaluation))
+    print(markdown_table(evaluation), flush=True)  # first: a file that cannot be written loses nothing else
     for path, error in evaluation.failures:
         print(f"vggnets evaluate: skipped {path}: {error}", file=sys.stderr)
     if args.output:
-        write_results(args.output, evaluation, dataset, weights)
+        resolved = [(m, str(clf.weights)) for m, clf in loaded]
+        write_results(args.output, evaluation, dataset, resolved, overwrite=args.force,
+                      produced_by=provenance(args))  # fmt: skip
     return 1 if evaluation.failures else 0

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
-from .common import add_model_options, add_quiet_option, add_subcommand, show_progress
+from .common import (
+    add_model_options,
+    add_quiet_option,
+    add_subcommand,
+    provenance,
+    resolve_weights_option,
+    show_progress,
+)
 
 HELP = "export a model to ONNX, TorchScript, torch.export or safetensors (verified)"
 DESCRIPTION = """\
@@ -20,7 +28,10 @@ view (fc6 as a 7x7 convolution, sizes >= 224): output class score maps (N, K, H/
 instead of `logits` (N, K). ONNX files take `images` (N, 3, H, W), normalised as for the weights; fp16 files take
 and return float16. bf16 ONNX cannot run in onnxruntime on CPU: it needs --no-verify.
 The export runs on the CPU. ONNX needs `pip install 'vggnets[onnx]'` (onnx, onnxscript, onnxruntime).
-The output is written atomically and an existing file is only replaced with --force."""
+The options and the output path are checked before the model is loaded; the output is written atomically, an
+existing file is only replaced with --force, and the file records what produced it (vggnets version, model,
+weights, options: safetensors metadata, ONNX metadata_props, vggnets.json inside TorchScript/torch.export archives).
+Exit code: 0 written (and verified), 2 nothing was written."""
 EPILOG = """\
 examples:
   vggnets export --model vgg16 --format onnx -o vgg16.onnx
@@ -70,13 +81,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build the model on the CPU, export it, print the report."""
+    """Check the options and the output, build the model on the CPU, export it, print the report."""
     from ..errors import VggnetsError
     from ..export import export_model
+    from ..export.arguments import check_options, check_output
     from ..models.builders import build
-    from ..models.weights import WeightsEnum, resolve_weights
+    from ..models.weights import WeightsEnum
 
-    weights = resolve_weights(args.model, args.weights)
+    check_options(args.format, args.input_size, args.dense, args.precision, not args.no_verify)
+    check_output(Path(args.output).expanduser(), args.format, args.force)
+    weights = resolve_weights_option(args.model, args.weights)
     if (
         isinstance(weights, WeightsEnum)
         and weights.meta.get("categories") is None
@@ -98,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         verify=not args.no_verify,
         opset=args.opset,
         overwrite=args.force,
+        metadata={"weights": str(weights), "produced_by": json.dumps(provenance(args))},
     )
     if args.json:
         print(json.dumps({"model": args.model, "weights": str(weights), **report.as_dict()}))

@@ -15,6 +15,8 @@ from .common import (
     check_runtime_options,
     collect_inputs,
     parse_scales,
+    provenance,
+    resolve_weights_option,
     show_progress,
 )
 
@@ -29,8 +31,11 @@ and --l2norm normalises each descriptor. The default layer, relu7, is the paper'
 
 The output keeps the file list and a label per image (the name of its folder, as in an ImageFolder
 tree): .npy writes the array plus FILE.csv (index,file,label); .pt a dict with features, files,
-labels; .parquet a table (file, label, features) and needs pyarrow. An existing output is never
-overwritten without --force. Exit code: 0 all images, 1 some images could not be read, 2 nothing run."""
+labels and the settings; .parquet a table (file, label, features), the settings in its metadata, and
+needs pyarrow. The settings say what produced the file (model, weights, layer, vggnets version,
+options). The output and its sidecar are checked before any work, written atomically, and an existing
+one (the .csv beside a .npy included) is never replaced without --force.
+Exit code: 0 all images, 1 some images could not be read, 2 nothing was written."""
 EPILOG = """\
 examples:
   vggnets features photos/ --recursive --output feats.npy
@@ -56,7 +61,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--l2norm", action="store_true", help="L2-normalise each descriptor")
     p.add_argument("-r", "--recursive", action="store_true", help="also read images in subdirectories")
     p.add_argument("-o", "--output", required=True, help="output file: .npy, .pt or .parquet")
-    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.add_argument(
+        "--force", action="store_true", help="replace an existing output file (and its .csv sidecar)"
+    )
     add_runtime_options(p, batch_size=16, workers=0, batch_help="images per forward pass (single scale)")
     add_quiet_option(p)
     p.set_defaults(run=run)
@@ -89,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
         raise VggnetsError("no image could be read, so nothing was written.")
     features = torch.stack([row.features for row in read])
     meta = {"model": args.model, "weights": str(weights), "layer": args.layer, "multiscale": args.multiscale,
-            "scales": list(scales) if scales else None, "flip": args.flip, "l2norm": args.l2norm}  # fmt: skip
+            "scales": list(scales) if scales else None, "flip": args.flip, "l2norm": args.l2norm,
+            "produced_by": provenance(args)}  # fmt: skip
     write_features(output, features, [row.file for row in read], [row.label for row in read], meta,
                    overwrite=args.force)  # fmt: skip
     for item, message in failures:
@@ -99,18 +107,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_output(args: argparse.Namespace) -> Path:
-    """The output path, refused before any work when its suffix is unknown, it exists without --force, or it needs a
-    missing pyarrow."""
+    """The output path, refused before any work when its suffix is unknown, it or its sidecar exists without
+    --force, its folder cannot take it, or it needs a missing pyarrow."""
     from ..errors import VggnetsError
+    from ..io.output import check_output
 
-    output = Path(args.output)
+    output = Path(args.output).expanduser()
     if output.suffix not in SUFFIXES:
         raise VggnetsError(f"--output must end in {', '.join(SUFFIXES)}, got {output.name!r}.")
-    if output.exists() and not args.force:
-        raise VggnetsError(f"{output} already exists; pass --force to overwrite it.")
     if output.suffix == ".parquet":
         _require_pyarrow()
-    return output
+    return check_output(output, overwrite=args.force, sidecars=sidecars(output))
+
+
+def sidecars(output: Path) -> list[Path]:
+    """The files written beside ``output``: the .csv of file names and labels for a .npy."""
+    return [output.with_suffix(".csv")] if output.suffix == ".npy" else []
 
 
 def _load_model(args: argparse.Namespace, device):
@@ -118,9 +130,8 @@ def _load_model(args: argparse.Namespace, device):
     from ..errors import VggnetsError
     from ..features.extractor import layer_names
     from ..models.builders import build
-    from ..models.weights import resolve_weights
 
-    weights = resolve_weights(args.model, args.weights)
+    weights = resolve_weights_option(args.model, args.weights)
     model = build(args.model, weights=weights, progress=show_progress(args)).to(device).eval()
     names = layer_names(model)
     if args.layer not in names:
@@ -144,13 +155,19 @@ def _require_pyarrow() -> None:
 def write_features(
     output: Path, features, files: list[str], labels: list[str], meta: dict, *, overwrite: bool = False
 ) -> None:
-    """Write through the atomic writer in the format the suffix names (.npy: its FILE.csv sidecar first)."""
+    """Write through the atomic writer in the format the suffix names; a .npy's FILE.csv sidecar first, removed
+    again if the array cannot be written (an existing sidecar is replaced only with ``overwrite``)."""
     from ..io.output import atomic_write
 
-    if output.suffix == ".npy":
-        atomic_write(output.with_suffix(".csv"), lambda tmp: _write_csv(tmp, files, labels), overwrite=True)
     writer = {".npy": _write_npy, ".pt": _write_pt, ".parquet": _write_parquet}[output.suffix]
-    atomic_write(output, lambda tmp: writer(tmp, features, files, labels, meta), overwrite=overwrite)
+    for sidecar in sidecars(output):
+        atomic_write(sidecar, lambda tmp: _write_csv(tmp, files, labels), overwrite=overwrite)
+    try:
+        atomic_write(output, lambda tmp: writer(tmp, features, files, labels, meta), overwrite=overwrite)
+    except BaseException:
+        for sidecar in sidecars(output):
+            sidecar.unlink(missing_ok=True)
+        raise
 
 
 def _write_npy(path: Path, features, files: list[str], labels: list[str], meta: dict) -> None:
@@ -179,7 +196,8 @@ def _write_csv(path: Path, files: list[str], labels: list[str]) -> None:
 
 
 def _write_parquet(path: Path, features, files: list[str], labels: list[str], meta: dict) -> None:
-    """A table (file, label, features), the settings as JSON in the schema's ``vggnets`` metadata."""
+    """A table (file, label, features), the settings (what produced it) as JSON in the schema's ``vggnets``
+    metadata."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -8,7 +8,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import add_quiet_option, add_runtime_options, add_subcommand, require_at_least, show_progress
+from .common import (
+    add_quiet_option,
+    add_runtime_options,
+    add_subcommand,
+    provenance,
+    require_at_least,
+    resolve_weights_option,
+    show_progress,
+)
+
+#: What a run writes into its folder (tensorboard/ aside): the checkpoints, which only --resume continues, and the
+#: files made from them again at every epoch.
+CHECKPOINTS = ("last.pth", "best.pth")
+RUN_FILES = ("metrics.csv", "curves.png", "classes.txt")
 
 HELP = "train or fine-tune a model on an ImageFolder tree (paper or torchvision recipe, resumable, torchrun)"
 DESCRIPTION = """\
@@ -28,8 +41,11 @@ own preprocessing (mean/std, crop, resize); --freeze features trains the classif
 
 OUTPUT (default runs/MODEL) receives, each epoch: last.pth (everything --resume needs), best.pth (the
 state_dict of the best validation accuracy: vggnets.MODEL(weights=path) and torchvision load it),
-metrics.csv, curves.png (with matplotlib), tensorboard/ (with tensorboard), and classes.txt. An OUTPUT
-that already holds a run is only continued with --resume, never overwritten.
+metrics.csv, curves.png (with matplotlib), tensorboard/ (with tensorboard), and classes.txt; last.pth
+records what produced it (vggnets version, options). OUTPUT is checked before any data is read: an OUTPUT
+that already holds a run (last.pth or best.pth) is only continued with --resume, never overwritten, not
+even with --force; --force lets a new run replace the other files of a run folder that holds no
+checkpoint (metrics.csv, curves.png, classes.txt left by a run stopped before its first epoch).
 
 Distributed: torchrun --nproc-per-node=K -m vggnets train ... runs K processes (DistributedDataParallel,
 nccl on GPUs, gloo on CPUs); --batch-size is the global batch, split over the K processes; only rank 0
@@ -52,6 +68,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and augmentation")
     p.add_argument("--output", default=None, metavar="DIR", help="run folder (default: runs/MODEL)")
     p.add_argument("--resume", action="store_true", help="continue the run in --output from its last.pth")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="let a new run replace metrics.csv, curves.png and classes.txt in --output (never checkpoints)",
+    )
     add_runtime_options(p, batch_size=256, workers=2, batch_help="global batch size, split over processes")
     add_quiet_option(p)
     p.set_defaults(run=run)
@@ -130,17 +151,17 @@ def _add_training_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check everything that can be checked before the first write, then fit."""
     from ..errors import VggnetsError
-    from ..models.weights import WeightsEnum, resolve_weights
+    from ..models.weights import WeightsEnum
     from ..training import distributed_process
     from .common import check_runtime_options
 
     _check_options(args)
     device = check_runtime_options(args)
     recipe = _recipe(args)
-    output = Path(args.output or f"runs/{args.model}")
-    previous = _check_output(output, args.resume)
+    output = Path(args.output or f"runs/{args.model}").expanduser()
+    previous = _check_output(output, args.resume, args.force)
 
-    weights = resolve_weights(args.model, args.weights) if args.weights else None
+    weights = resolve_weights_option(args.model, args.weights) if args.weights else None
     if isinstance(weights, WeightsEnum):
         recipe = _weights_preprocessing(recipe, weights, args.overrides)
     if args.sync_bn and not args.model.endswith("_bn"):
@@ -341,26 +362,34 @@ def _weights_preprocessing(recipe, weights, overrides: list[str]):
     return dataclasses.replace(recipe, **{k: v for k, v in preset.items() if k not in given})
 
 
-def _check_output(output: Path, resume: bool) -> dict | None:
-    """Refuse to overwrite a run; with --resume, the run's last.pth (None: start a new run)."""
+def _check_output(output: Path, resume: bool, force: bool) -> dict | None:
+    """Before any data is read: refuse to overwrite a run, check that the folder takes the run's files; with
+    --resume, the run's last.pth (None: start a new run)."""
     from ..errors import VggnetsError
+    from ..io.output import check_output
     from ..training import load_checkpoint
 
-    existing = [name for name in ("last.pth", "best.pth", "metrics.csv") if (output / name).exists()]
-    if not resume:
-        if existing:
-            raise VggnetsError(
-                f"{output} already holds a training run ({', '.join(existing)}); pass --resume to continue it, "
-                "or choose another --output. Nothing was overwritten."
-            )
-        return None
-    if not (output / "last.pth").exists():
-        if existing:
-            raise VggnetsError(
-                f"--resume: {output} holds {', '.join(existing)} but no last.pth to resume from; choose another "
-                "--output to start a new run. Nothing was overwritten."
-            )
-        _note(f"--resume: no run in {output} yet; starting a new one")
+    if output.exists() and not output.is_dir():
+        raise VggnetsError(f"--output {output} is a file; give the folder of the run.")
+    checkpoints = [name for name in CHECKPOINTS if (output / name).exists()]
+    others = [name for name in RUN_FILES if (output / name).exists()]
+    continuing = resume and (output / "last.pth").exists()
+    if checkpoints and not continuing:
+        hint = "pass --resume to continue it" if not resume else "there is no last.pth to resume from"
+        raise VggnetsError(
+            f"{output} already holds a training run ({', '.join(checkpoints + others)}); {hint}, or choose another "
+            "--output (--force never replaces checkpoints). Nothing was overwritten."
+        )
+    if others and not (continuing or force):
+        raise VggnetsError(
+            f"{output} already holds {', '.join(others)} from an earlier run but no checkpoint; pass --force to "
+            "replace them with a new run's, or choose another --output. Nothing was overwritten."
+        )
+    files = [output / name for name in CHECKPOINTS + RUN_FILES]  # the folder must take them
+    check_output(files[0], overwrite=True, sidecars=files[1:], option="--output")
+    if not continuing:
+        if resume:
+            _note(f"--resume: no run in {output} yet; starting a new one")
         return None
     return load_checkpoint(output / "last.pth")
 
@@ -382,7 +411,9 @@ def _check_resumable(state: dict, output: Path, model: str, classes: list[str]) 
 
 
 def _extra(args: argparse.Namespace, classes: list[str], model) -> dict[str, Any]:
+    """What last.pth records about the run beside its state: the model, its classes, what produced it."""
     return {
+        "produced_by": provenance(args),
         "model": args.model,
         "width": model.features[0].out_channels / 64,
         "num_classes": len(classes),
@@ -395,9 +426,11 @@ def _extra(args: argparse.Namespace, classes: list[str], model) -> dict[str, Any
 
 
 def _on_epoch(output: Path, classes: list[str], report):
+    from ..io.output import write_text
+
     def on_epoch(history: list[dict]) -> None:
         if len(history) == 1 or not (output / "classes.txt").exists():
-            (output / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
+            write_text(output / "classes.txt", "".join(f"{c}\n" for c in classes), overwrite=True)
         if report is not None:
             report(history)
 

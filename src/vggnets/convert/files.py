@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ from torch import Tensor
 from ..core.layout import file_num_classes, guess_architecture
 from ..errors import CheckpointError, VggnetsError
 from ..io.checkpoint import check_file, load_state_dict_file
-from ..io.output import atomic_write
+from ..io.output import atomic_write, check_output
+from ..version import __version__
 from .keras_h5 import KERAS_SUFFIXES, is_keras_file, read_keras_h5, write_keras_h5
 from .layouts import (
     Layout,
@@ -90,6 +92,17 @@ def _check_destination(dst: Path, target: Target) -> None:
         )
 
 
+def check_destination(dst: str | Path, *, to: Target | None = None, overwrite: bool = False) -> Target:
+    """Before reading anything: the layout to write for ``dst`` (and ``to``), a name that says its format, and a
+    folder that takes the file (created if missing; :func:`vggnets.io.output.check_output`), free unless
+    ``overwrite``."""
+    dst = Path(dst).expanduser()
+    target = _target_for(dst, to)
+    _check_destination(dst, target)
+    check_output(dst, overwrite=overwrite)
+    return target
+
+
 def convert_file(
     src: str | Path,
     dst: str | Path,
@@ -98,6 +111,7 @@ def convert_file(
     rgb: bool = True,
     to: Target | None = None,
     overwrite: bool = False,
+    metadata: Mapping[str, str] | None = None,
 ) -> ConversionReport:
     """Convert a VGG checkpoint between layouts and write it atomically.
 
@@ -105,19 +119,13 @@ def convert_file(
     ``.weights.h5`` or ``.keras`` file. ``dst``: ``.safetensors`` or ``.pth``/``.pt`` in our layout (``to="timm"``
     for timm's), or ``.h5`` for Keras' legacy layout. ``model`` checks the weights against a configuration (default:
     recognised from the shapes). ``rgb``: flip conv1_1 between Keras' BGR and our RGB (default; ``False`` keeps the
-    source's channel order). An existing ``dst`` is replaced only with ``overwrite=True``.
+    source's channel order). ``dst``'s folder is created if missing; an existing ``dst`` is replaced only with
+    ``overwrite=True``. A ``.safetensors`` file
+    records what produced it in its metadata: vggnets' version, the model, the source file and its layout, and
+    ``metadata`` (str -> str).
     """
     src, dst = Path(src).expanduser(), Path(dst).expanduser()
-    target = _target_for(dst, to)
-    _check_destination(dst, target)
-    if dst.exists() and not overwrite:
-        raise VggnetsError(
-            f"{dst} already exists; pass overwrite=True (--force on the command line) to replace it."
-        )
-    if dst.is_dir():
-        raise VggnetsError(f"{dst} is a directory; give the path of the file to write.")
-    if not dst.parent.is_dir():
-        raise VggnetsError(f"Cannot write {dst}: the folder {dst.parent} does not exist.")
+    target = check_destination(dst, to=to, overwrite=overwrite)
 
     if is_keras_file(src) and src.exists():
         layout: Layout = "keras"
@@ -137,8 +145,17 @@ def convert_file(
         out = to_keras({k: v for k, v in state.items() if k not in nan_filled}, rgb=rgb, model=name)
     else:
         out = state
-    _write(out, dst, target, overwrite)
     flipped = rgb and (layout == "keras") != (target == "keras")
+    about = {
+        "library": f"vggnets {__version__}",
+        "model": name,
+        "source": src.name,
+        "source_layout": layout,
+        "target_layout": target,
+        "channel_flip": str(flipped).lower(),
+        **{str(k): str(v) for k, v in (metadata or {}).items()},
+    }
+    _write(out, dst, target, overwrite, about)
     return ConversionReport(
         source=str(src),
         destination=str(dst),
@@ -161,8 +178,10 @@ def _all_nan(tensor: Tensor) -> bool:
     return bool(flat.numel()) and bool(torch.isnan(flat[:1]).all()) and bool(torch.isnan(flat).all())
 
 
-def _write(state: dict[str, Tensor], dst: Path, target: Target, overwrite: bool) -> None:
-    """Write the converted tensors through the one atomic writer."""
+def _write(
+    state: dict[str, Tensor], dst: Path, target: Target, overwrite: bool, about: dict[str, str]
+) -> None:
+    """Write the converted tensors through the one atomic writer (``about`` in a safetensors file's metadata)."""
 
     def save(tmp: Path) -> None:
         if target == "keras":
@@ -170,7 +189,7 @@ def _write(state: dict[str, Tensor], dst: Path, target: Target, overwrite: bool)
         elif dst.suffix.lower() == ".safetensors":
             from safetensors.torch import save_file
 
-            save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata={"format": "pt"})
+            save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata={**about, "format": "pt"})
         else:
             torch.save({k: v.contiguous() for k, v in state.items()}, tmp)
 

@@ -8,8 +8,9 @@ several protocols cost one decode and give one table (:mod:`vggnets.evaluation.r
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -86,45 +87,109 @@ def evaluate(
     workers: int = 1,
     progress: bool = False,
 ) -> Evaluation:
-    """Stream the dataset once through every protocol; unreadable images are counted as failures in every run."""
+    """Stream the dataset once through every protocol; unreadable images are counted as failures in every run.
+
+    With ``progress``, a bar counts network inputs (a crop, a flip, a scale: what costs time), with their rate and an
+    estimate of the time left, and shows the images done and the running top-1/top-5 accuracy.
+    """
     loader = make_loader(dataset, batch_size, workers)
     result = Evaluation(list(runs))
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(dataset), unit="img", desc="evaluate", dynamic_ncols=True)
+    ordered = _in_dependency_order(result.runs)
+    bar = InputProgress(ordered, len(dataset)) if progress else None
     start = time.perf_counter()
-    for batch in loader:
-        good = [(img, target) for _, img, target, _ in batch if img is not None]
-        result.failures += [
-            (str(dataset.samples[i].path), err or "unreadable") for i, img, _, err in batch if img is None
-        ]
-        images = [img for img, _ in good]
-        targets = torch.tensor([t for _, t in good], dtype=torch.long)
-        for run in _in_dependency_order(result.runs):
-            run.metrics.add_failed(len(batch) - len(good))
-            if not images:
-                continue
-            if run.parts:
-                run.last = torch.stack([part.last for part in run.parts]).mean(0)
-                run.seconds = sum(part.seconds for part in run.parts)
-            else:
-                t0 = time.perf_counter()
-                run.last = run.protocol(images)
-                run.seconds += time.perf_counter() - t0
-            run.metrics.update(run.last, targets)
+    try:
+        for batch in loader:
+            good = [(img, target) for _, img, target, _ in batch if img is not None]
+            result.failures += [
+                (str(dataset.samples[i].path), err or "unreadable") for i, img, _, err in batch if img is None
+            ]
+            images = [img for img, _ in good]
+            targets = torch.tensor([t for _, t in good], dtype=torch.long)
+            if bar is not None:
+                bar.skip(len(batch) - len(good))
+            for run in ordered:
+                run.metrics.add_failed(len(batch) - len(good))
+                if not images:
+                    continue
+                if run.parts:
+                    run.last = torch.stack([part.last for part in run.parts]).mean(0)
+                    run.seconds = sum(part.seconds for part in run.parts)
+                else:
+                    t0 = time.perf_counter()
+                    with bar.counting(run, len(images)) if bar is not None else contextlib.nullcontext():
+                        run.last = run.protocol(images)
+                    run.seconds += time.perf_counter() - t0
+                run.metrics.update(run.last, targets)
+            if bar is not None:
+                bar.images_done(len(batch), next(r for r in result.runs if not r.hidden).metrics)
+    finally:
         if bar is not None:
-            first = next(r for r in result.runs if not r.hidden).metrics
-            if first.count:
-                bar.set_postfix_str(
-                    f"top1 {first.accuracy(1):.1f}% top5 {first.accuracy(5):.1f}%", refresh=False
-                )
-            bar.update(len(batch))
-    if bar is not None:
-        bar.close()
+            bar.close()
     result.wall_seconds = time.perf_counter() - start
     return result
+
+
+class InputProgress:
+    """A progress bar in network inputs (the unit that costs time: multi-crop runs 150 per image), for the runs of
+    one evaluation: its total is images x the inputs per image of every run that calls a model.
+
+    Inputs are counted as the models see them (a forward hook on each model's ``features``), so a long protocol call
+    moves the bar while it runs; a protocol whose model has no ``features`` (the fast engine's) counts its inputs
+    when its call returns.
+    """
+
+    def __init__(self, runs: Sequence[ProtocolRun], images: int) -> None:
+        from tqdm import tqdm
+
+        self.calls = [run for run in runs if not run.parts]
+        self.per_image = {id(run): int(run.protocol.describe().get("passes") or 1) for run in self.calls}
+        self.images, self.done = images, 0
+        self.bar = tqdm(
+            total=images * sum(self.per_image.values()),
+            unit="input",
+            unit_scale=True,
+            desc="evaluate",
+            dynamic_ncols=True,
+        )
+        self.hooks = []
+        hooked: set[int] = set()
+        for run in self.calls:
+            features = getattr(getattr(run.protocol, "model", None), "features", None)
+            if isinstance(features, nn.Module) and id(features) not in hooked:
+                hooked.add(id(features))
+                self.hooks.append(features.register_forward_hook(self._seen))
+        self.bar.set_postfix_str(f"0/{images} images", refresh=False)
+
+    def _seen(self, module: nn.Module, inputs: tuple, output: object) -> None:
+        if inputs and isinstance(inputs[0], torch.Tensor) and inputs[0].dim() == 4:
+            self.bar.update(inputs[0].shape[0])
+
+    @contextlib.contextmanager
+    def counting(self, run: ProtocolRun, images: int) -> Iterator[None]:
+        """Around one protocol call on ``images``: afterwards, the bar has moved by exactly its inputs."""
+        expected = self.bar.n + self.per_image[id(run)] * images
+        yield
+        if self.bar.n != expected:
+            self.bar.update(expected - self.bar.n)
+
+    def skip(self, images: int) -> None:
+        """Unreadable images: their inputs never run."""
+        if images:
+            self.bar.total -= images * sum(self.per_image.values())
+            self.bar.refresh()
+
+    def images_done(self, images: int, metrics: ClassificationMetrics) -> None:
+        """After a batch: the images done and the running accuracy of the first row."""
+        self.done += images
+        text = f"{self.done}/{self.images} images"
+        if metrics.count:
+            text += f", top1 {metrics.accuracy(1):.1f}% top5 {metrics.accuracy(5):.1f}%"
+        self.bar.set_postfix_str(text)
+
+    def close(self) -> None:
+        for hook in self.hooks:
+            hook.remove()
+        self.bar.close()
 
 
 def _in_dependency_order(runs: Sequence[ProtocolRun]) -> list[ProtocolRun]:

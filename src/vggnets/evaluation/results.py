@@ -66,8 +66,17 @@ def results_document(
 
 
 def write_results(
-    path: str | Path, evaluation: Evaluation, dataset: LabeledImages, weights: Sequence[tuple[str, str]]
+    path: str | Path,
+    evaluation: Evaluation,
+    dataset: LabeledImages,
+    weights: Sequence[tuple[str, str]],
+    *,
+    overwrite: bool = False,
+    produced_by: dict[str, Any] | None = None,
 ) -> Path:
-    """Write :func:`results_document` as indented JSON, atomically, replacing an earlier file."""
+    """Write :func:`results_document` as indented JSON, atomically; an existing file is replaced only with
+    ``overwrite``. ``produced_by`` (what made the file: version, command, options) is stored with the results."""
     document = results_document(evaluation, dataset, weights)
-    return write_text(path, json.dumps(document, indent=2) + "\n", overwrite=True)
+    if produced_by is not None:
+        document = {"produced_by": produced_by, **document}
+    return write_text(path, json.dumps(document, indent=2) + "\n", overwrite=overwrite)

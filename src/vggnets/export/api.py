@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..core.vgg import VGG
 from ..io.output import atomic_write
+from ..version import __version__
 from .arguments import check_output, check_request
 from .onnx_format import export_onnx
-from .safetensors_format import export_safetensors
+from .safetensors_format import export_safetensors, model_name
 from .torch_formats import export_program, export_torchscript
 
-#: The exporter of each format: (model, tmp, size, dense, precision, verify, opset) -> (exporter, diff, check).
+#: The exporter of each format: (model, tmp, size, dense, precision, verify, opset, metadata=) -> (exporter, diff,
+#: check); ``metadata`` (str -> str) goes where the format keeps metadata.
 EXPORTERS = {
     "onnx": export_onnx,
     "torchscript": export_torchscript,
@@ -71,6 +74,7 @@ def export_model(
     verify: bool = True,
     opset: int | None = None,
     overwrite: bool = False,
+    metadata: Mapping[str, str] | None = None,
 ) -> ExportReport:
     """Export ``model`` (a :class:`~vggnets.models.VGG`) to ``output`` and, with ``verify``, check it against PyTorch.
 
@@ -85,6 +89,9 @@ def export_model(
         verify: reload the file and compare it with the eager model; raise ExportError above the tolerance.
         opset: ONNX opset (default: the exporter's).
         overwrite: replace an existing ``output``.
+        metadata: what produced the file (str -> str), added to the vggnets version and the model name that every
+            file carries: safetensors metadata, ONNX ``metadata_props``, ``vggnets.json`` in the archive of a
+            TorchScript or ``torch.export`` file.
 
     Raises:
         ExportError: bad arguments, an existing output, an export that fails, or a verification over tolerance.
@@ -95,10 +102,11 @@ def export_model(
     output = Path(output).expanduser()
     check_output(output, format, overwrite)
     done: dict[str, Any] = {}
+    about = file_metadata(model, precision, metadata)
 
     def write(tmp: Path) -> None:
         done["exporter"], done["diff"], done["check"] = EXPORTERS[format](
-            model, tmp, size, dense, precision, verify, opset
+            model, tmp, size, dense, precision, verify, opset, metadata=about
         )
         done["bytes"] = tmp.stat().st_size
 
@@ -120,3 +128,13 @@ def export_model(
         seconds=time.perf_counter() - start,
         exporter=done["exporter"],
     )
+
+
+def file_metadata(model: VGG, precision: str, extra: Mapping[str, str] | None) -> dict[str, str]:
+    """What every exported file says about itself: vggnets' version, the model's name, the precision, and ``extra``."""
+    about = {"library": f"vggnets {__version__}", "precision": precision}
+    name = model_name(model)
+    if name:
+        about["model"] = name
+    about.update({str(k): str(v) for k, v in (extra or {}).items()})
+    return about

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..core.vgg import MIN_SIZE, VGG
-from ..errors import ExportError
+from ..errors import ExportError, VggnetsError
+from ..io.output import check_output as writable
 from ..models.dense import MIN_DENSE_SIZE
 from .common import FORMATS, PRECISIONS, SUFFIXES
 from .onnx_format import require_onnx
@@ -16,12 +17,20 @@ def check_request(
 ) -> int | None:
     """The export size (None: dynamic H/W, or weights only for safetensors); ExportError for a request that cannot
     work, MissingDependencyError for ONNX without its packages."""
+    size = check_options(format, input_size, dense, precision, verify)
+    if not isinstance(model, VGG):
+        raise ExportError(f"export_model needs a vggnets VGG model, got {type(model).__name__}.")
+    return size
+
+
+def check_options(
+    format: str, input_size: int | str, dense: bool, precision: str, verify: bool
+) -> int | None:
+    """:func:`check_request` without the model, so that a command can check its options before loading one."""
     if format not in FORMATS:
         raise ExportError(f"unknown format {format!r}; choose one of: {', '.join(FORMATS)}.")
     if precision not in PRECISIONS:
         raise ExportError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}.")
-    if not isinstance(model, VGG):
-        raise ExportError(f"export_model needs a vggnets VGG model, got {type(model).__name__}.")
     size = parse_input_size(input_size, dense, format)
     if format == "safetensors":
         if dense:
@@ -79,22 +88,23 @@ def parse_input_size(input_size: int | str, dense: bool, fmt: str) -> int | None
 
 
 def check_output(output: Path, fmt: str, overwrite: bool) -> None:
-    """A file path, free unless ``overwrite``, with the extension safetensors needs; its folder is created."""
+    """A file path, free unless ``overwrite``, with the extension safetensors needs, in a folder that takes a new
+    file (created if missing): checked by :func:`vggnets.io.output.check_output`."""
     if output.is_dir():
         raise ExportError(
             f"--output {output} is a directory; give a file name such as {output / ('model' + SUFFIXES[fmt])}."
         )
     if output.exists() and not overwrite:
         raise ExportError(
-            f"{output} already exists; nothing was written. Choose another --output, or pass --force "
-            "(overwrite=True) to replace it."
+            f"{output} already exists; nothing was written. Choose another --output, or pass --force to replace "
+            "it (overwrite=True in Python)."
         )
     if fmt == "safetensors" and output.suffix.lower() != ".safetensors":
         raise ExportError(
             f"a safetensors file must end in .safetensors (vggnets chooses the reader by the extension, so "
-            f"weights={output.name!r} would not load): use {output.with_suffix('.safetensors')}."
+            f"--weights {output.name} would not load): use {output.with_suffix('.safetensors')}."
         )
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ExportError(f"cannot create the directory {output.parent} ({exc.strerror or exc}).") from exc
+        writable(output, overwrite=overwrite)
+    except VggnetsError as exc:
+        raise ExportError(str(exc)) from None

@@ -7,6 +7,7 @@ The file is a single .onnx with the weights inside (VGG is far below ONNX's 2 GB
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -39,18 +40,33 @@ def require_onnx(verify: bool) -> None:
 
 
 def export_onnx(
-    model: VGG, tmp: Path, size: int | None, dense: bool, precision: str, verify: bool, opset: int | None
+    model: VGG,
+    tmp: Path,
+    size: int | None,
+    dense: bool,
+    precision: str,
+    verify: bool,
+    opset: int | None,
+    *,
+    metadata: Mapping[str, str] | None = None,
 ) -> tuple[str, float | None, str]:
-    """Write ``tmp`` with the dynamo exporter, else the TorchScript one; check it in onnxruntime with ``verify``."""
+    """Write ``tmp`` with the dynamo exporter, else the TorchScript one (``metadata`` in the model's
+    ``metadata_props``); check it in onnxruntime with ``verify``. An OSError (the file cannot be written) is not
+    an exporter's failure: it propagates as it is, for the writer to report."""
     module = export_module(model, dense, precision)
     x = example_input(size, device_of(module), DTYPES[precision])
+    metadata = dict(metadata or {})
     try:
-        _onnx_export(module, x, tmp, size, dense, opset, dynamo=True)
+        _onnx_export(module, x, tmp, size, dense, opset, metadata, dynamo=True)
         exporter = "torch.onnx dynamo"
-    except Exception as exc:  # any failure of the new exporter: try the TorchScript one
+    except OSError:
+        raise
+    except Exception as exc:  # any other failure of the new exporter: try the TorchScript one
         dynamo_error = f"dynamo exporter: {type(exc).__name__}: {first_line(exc)}"
         try:
-            _onnx_export(module, x, tmp, size, dense, opset, dynamo=False)
+            _onnx_export(module, x, tmp, size, dense, opset, metadata, dynamo=False)
+        except OSError:
+            raise
         except Exception as exc:
             errors = f"{dynamo_error}; TorchScript exporter: {type(exc).__name__}: {first_line(exc)}"
             raise ExportError(f"ONNX export failed. {errors}.{_fallback_hint(size, dense)}") from exc
@@ -69,10 +85,12 @@ def _onnx_export(
     size: int | None,
     dense: bool,
     opset: int | None,
+    metadata: dict[str, str],
     *,
     dynamo: bool,
 ) -> None:
-    """``torch.onnx.export`` with the dynamo exporter (saved with the weights inside) or the TorchScript-based one."""
+    """``torch.onnx.export`` with the dynamo exporter (saved with the weights inside) or the TorchScript-based one;
+    ``metadata`` goes into the model's ``metadata_props``."""
     output_name = "scores" if dense else "logits"
     names = {"input_names": ["images"], "output_names": [output_name]}
     with quiet():
@@ -81,6 +99,7 @@ def _onnx_export(
                 module, (x,), dynamo=True, dynamic_shapes=dynamic_shapes(size, dense), opset_version=opset,
                 verbose=False, **names,
             )  # fmt: skip
+            program.model.metadata_props.update(metadata)
             program.save(tmp, external_data=False)
             return
         axes = {0: "batch"} if size is not None else {0: "batch", 2: "height", 3: "width"}
@@ -89,6 +108,17 @@ def _onnx_export(
             module, (x,), str(tmp), dynamo=False, dynamic_axes={"images": axes, output_name: out_axes},
             opset_version=opset or 17, **names,
         )  # fmt: skip
+    if not dynamo and metadata:
+        _add_metadata(tmp, metadata)
+
+
+def _add_metadata(path: Path, metadata: dict[str, str]) -> None:
+    """Add ``metadata`` to the ``metadata_props`` of the ONNX file at ``path`` (rewritten in place)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props}, **metadata})
+    onnx.save(proto, str(path))
 
 
 def _fallback_hint(size: int | None, dense: bool) -> str:

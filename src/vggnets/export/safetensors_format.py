@@ -6,6 +6,7 @@ size, and the dense view uses the same weights).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -19,9 +20,18 @@ from .common import DTYPES
 
 
 def export_safetensors(
-    model: VGG, tmp: Path, size: int | None, dense: bool, precision: str, verify: bool, opset: int | None
+    model: VGG,
+    tmp: Path,
+    size: int | None,
+    dense: bool,
+    precision: str,
+    verify: bool,
+    opset: int | None,
+    *,
+    metadata: Mapping[str, str] | None = None,
 ) -> tuple[str, float | None, str]:
-    """Write the floating tensors cast to ``precision``; with ``verify``, rebuild the model from the file and compare."""
+    """Write the floating tensors cast to ``precision``, with ``metadata`` in the file's header; with ``verify``,
+    rebuild the model from the file and compare."""
     from safetensors.torch import save_file
 
     dtype = DTYPES[precision]
@@ -32,10 +42,10 @@ def export_safetensors(
         for key, value in model.state_dict().items()
     }
     name = model_name(model)
-    metadata = {"format": "pt", "precision": precision, "library": f"vggnets {__version__}"}
+    header = {"library": f"vggnets {__version__}", "precision": precision, **(metadata or {}), "format": "pt"}
     if name:
-        metadata["model"] = name
-    save_file(state, str(tmp), metadata=metadata)
+        header.setdefault("model", name)
+    save_file(state, str(tmp), metadata=header)
     if not verify:
         return "safetensors", None, "not verified (verify=False)"
     if name is None:

@@ -8,7 +8,8 @@ are not specialised away).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -20,15 +21,28 @@ from ..io.checkpoint import first_line
 from .common import DTYPES, dynamic_shapes, example_input, export_module, quiet
 from .verify import compare
 
+#: The file inside TorchScript and torch.export archives that holds the export's metadata (JSON).
+METADATA_FILE = "vggnets.json"
+
 
 def export_torchscript(
-    model: VGG, tmp: Path, size: int | None, dense: bool, precision: str, verify: bool, opset: int | None
+    model: VGG,
+    tmp: Path,
+    size: int | None,
+    dense: bool,
+    precision: str,
+    verify: bool,
+    opset: int | None,
+    *,
+    metadata: Mapping[str, str] | None = None,
 ) -> tuple[str, float | None, str]:
-    """Trace at the example size and save; reload with ``torch.jit.load`` to check it (``opset`` does not apply)."""
+    """Trace at the example size and save (``metadata`` as ``vggnets.json`` in the archive); reload with
+    ``torch.jit.load`` to check it (``opset`` does not apply)."""
+    extra = {METADATA_FILE: json.dumps(dict(metadata or {}))}
 
     def save(module: nn.Module, x: torch.Tensor) -> None:
         with quiet(), torch.no_grad():
-            torch.jit.save(torch.jit.trace(module, (x,), check_trace=False), str(tmp))
+            torch.jit.save(torch.jit.trace(module, (x,), check_trace=False), str(tmp), _extra_files=extra)
 
     def load() -> nn.Module:
         return torch.jit.load(str(tmp), map_location=device_of(model))
@@ -48,14 +62,24 @@ def export_torchscript(
 
 
 def export_program(
-    model: VGG, tmp: Path, size: int | None, dense: bool, precision: str, verify: bool, opset: int | None
+    model: VGG,
+    tmp: Path,
+    size: int | None,
+    dense: bool,
+    precision: str,
+    verify: bool,
+    opset: int | None,
+    *,
+    metadata: Mapping[str, str] | None = None,
 ) -> tuple[str, float | None, str]:
-    """``torch.export.export`` and ``torch.export.save``; reload with ``torch.export.load`` to check it."""
+    """``torch.export.export`` and ``torch.export.save`` (``metadata`` as ``vggnets.json`` in the archive); reload
+    with ``torch.export.load`` to check it."""
+    extra = {METADATA_FILE: json.dumps(dict(metadata or {}))}
 
     def save(module: nn.Module, x: torch.Tensor) -> None:
         with quiet(), _size_oblivious(size is None):
             program = torch.export.export(module, (x,), dynamic_shapes=dynamic_shapes(size, dense))
-            torch.export.save(program, str(tmp))
+            torch.export.save(program, str(tmp), extra_files=extra)
 
     def load() -> nn.Module:
         return torch.export.load(str(tmp)).module()
@@ -84,6 +108,8 @@ def _export_and_check(
     x = example_input(size, device_of(module), DTYPES[precision])
     try:
         save(module, x)
+    except OSError:
+        raise  # about the file being written: the writer reports it as such
     except Exception as exc:
         raise ExportError(f"{what} failed: {type(exc).__name__}: {first_line(exc)}.") from exc
     del module

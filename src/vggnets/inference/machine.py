@@ -1,7 +1,7 @@
 """What machine a benchmark ran on: CPU kind, the ISA flags that matter for PyTorch on CPU, core count, versions.
 
-Development and CI machines have 2 cores but not always the same CPU (REFERENCE.md section 7.1), and the same code gives
-very different ratios on them, so every benchmark prints :func:`describe_cpu` first. Standard library only at import time;
+Development and CI machines have 2 cores but not always the same CPU, and the same code gives very different ratios
+on them, so every benchmark prints :func:`describe_cpu` first. Standard library only at import time;
 :func:`matmul_peaks` imports torch lazily. The inference engine reads :func:`describe_cpu` to decide whether bf16 and
 int8 have hardware support here, and `vggnets benchmark` prints it with every table.
 
@@ -27,8 +27,8 @@ FLAGS_OF_INTEREST = (
     "amx_int8",
 )
 
-#: Peaks measured on the two kinds seen so far (REFERENCE.md 7.1): fp32 / bf16 matmul 2048^3 in GFLOP/s, int8
-#: ``torch._int_mm`` 2048^3 in GOP/s.
+#: Peaks measured on the two kinds of CPU the project was benchmarked on: fp32 / bf16 matmul 2048^3 in GFLOP/s,
+#: int8 ``torch._int_mm`` 2048^3 in GOP/s.
 KNOWN_PEAKS: dict[str, dict[str, float]] = {
     "intel-amx": {"fp32_gflops": 435.0, "bf16_gflops": 2490.0, "int8_gops": 3620.0},
     "amd-zen4": {"fp32_gflops": 158.0, "bf16_gflops": 429.0, "int8_gops": 631.0},
@@ -37,9 +37,9 @@ KNOWN_PEAKS: dict[str, dict[str, float]] = {
 _KIND_LABELS = {
     "intel-amx": "Intel Xeon with AMX (Sapphire Rapids class)",
     "amd-zen4": "AMD EPYC with AVX-512 BF16/VNNI, no AMX (Zen 4 class)",
-    "amd-avx2": "AMD EPYC without AVX-512 (Zen 3 class or older): not one of the kinds in REFERENCE.md 7.1",
-    "intel-avx512": "Intel with AVX-512, no AMX: not one of the kinds in REFERENCE.md 7.1",
-    "other": "not one of the kinds in REFERENCE.md 7.1",
+    "amd-avx2": "AMD EPYC without AVX-512 (Zen 3 class or older): no reference peaks for this kind",
+    "intel-avx512": "Intel with AVX-512, no AMX: no reference peaks for this kind",
+    "other": "no reference peaks for this kind",
 }
 
 
@@ -85,8 +85,8 @@ def _classify(vendor: str, flags: set[str]) -> str:
 def describe_cpu() -> dict[str, Any]:
     """CPU model, vendor, family/model, the flags of :data:`FLAGS_OF_INTEREST`, core counts and the CPU kind.
 
-    ``kind`` is one of ``intel-amx``, ``amd-zen4`` (the two kinds of REFERENCE.md 7.1), ``amd-avx2``,
-    ``intel-avx512`` or ``other``; ``reference_peaks`` holds 7.1's measured matmul peaks for the first two, else None.
+    ``kind`` is one of ``intel-amx``, ``amd-zen4`` (the two kinds with reference peaks), ``amd-avx2``,
+    ``intel-avx512`` or ``other``; ``reference_peaks`` holds :data:`KNOWN_PEAKS` for the first two, else None.
     """
     info = _cpuinfo()
     flags = set(info.get("flags", "").split())
@@ -124,7 +124,7 @@ def format_cpu(cpu: dict[str, Any]) -> str:
     peaks = cpu.get("reference_peaks")
     if peaks:
         lines.append(
-            "Reference peaks for this kind (REFERENCE.md 7.1): "
+            "Reference peaks for this kind (measured on a CPU of this kind): "
             f"fp32 matmul {peaks['fp32_gflops']:g} GFLOP/s, bf16 {peaks['bf16_gflops']:g} GFLOP/s, "
             f"int8 _int_mm {peaks['int8_gops']:g} GOP/s"
         )
@@ -132,7 +132,7 @@ def format_cpu(cpu: dict[str, Any]) -> str:
     if measured:
         lines.append(
             "Measured peaks here (matmul 2048^3): "
-            + ", ".join(_format_peak(k, v) for k, v in measured.items())
+            + ", ".join(_format_peak(k, v, cpu["flags"]) for k, v in measured.items())
         )
     return "\n".join(lines)
 
@@ -140,14 +140,25 @@ def format_cpu(cpu: dict[str, Any]) -> str:
 _PROBE = 512
 
 
-def _format_peak(key: str, value: float | None) -> str:
+#: The CPU flags (and their names for people) that give a dtype a fast matmul path (fp32 always has one).
+FAST_PATH_FLAGS = {
+    "bf16": {"avx512_bf16": "AVX-512 BF16", "amx_bf16": "AMX"},
+    "int8": {"avx512_vnni": "AVX-512 VNNI", "amx_int8": "AMX"},
+}
+
+
+def _format_peak(key: str, value: float | None, flags: dict[str, bool]) -> str:
+    """One measured peak, or why it was not measured: the CPU lacks the dtype's instructions (then say so), else
+    the estimate from a small probe was over the time budget, which on a CPU that has them means a busy machine."""
     kind, unit = key.split("_")
     unit = unit.replace("gflops", "GFLOP/s").replace("gops", "GOP/s")
-    return (
-        f"{kind} {value:.0f} {unit}"
-        if value is not None
-        else f"{kind} skipped (too slow here: no hardware support)"
-    )
+    if value is not None:
+        return f"{kind} {value:.0f} {unit}"
+    needed = FAST_PATH_FLAGS.get(kind, {})
+    if needed and not any(flags.get(flag) for flag in needed):
+        names = " or ".join(needed.values())
+        return f"{kind} not measured (this CPU has no {names}, so {kind} is emulated: too slow to time)"
+    return f"{kind} not measured (a 2048^3 product would take over 2 s here: the machine may be busy)"
 
 
 def matmul_peaks(n: int = 2048, repeats: int = 5, budget_s: float = 2.0) -> dict[str, float | None]:

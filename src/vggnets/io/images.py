@@ -406,9 +406,12 @@ def _expand_pattern(text: str, recursive: bool) -> tuple[list[Path], str | None]
     images = _sorted(m for m in matches if m.is_file() and _is_image(m))
     if images:
         return images, None
+    hint = ""
+    if not recursive and "**" in text:
+        hint = " (`**` needs -r/--recursive to match folders at any depth; without it, it matches one level)"
     if matches:
-        return [], f"pattern matched no image files: {text}"
-    return [], f"pattern matched no files: {text}"
+        return [], f"pattern matched no image files: {text}{hint}"
+    return [], f"pattern matched no files: {text}{hint}"
 
 
 def _is_image(p: Path) -> bool:
