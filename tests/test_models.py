@@ -213,6 +213,16 @@ def test_too_small_or_unbatched_input_is_a_clear_error(shape):
         model(torch.randn(*shape))
 
 
+def test_compiled_model_keeps_the_clear_error():
+    """Under torch.compile the check is traced, not skipped: a graph break there runs it eagerly."""
+    torch.compiler.reset()
+    compiled = torch.compile(build("vgg11", width=0.125).eval(), backend="eager")
+    with torch.no_grad():
+        assert compiled(torch.randn(1, 3, 32, 32)).shape == (1, 1000)
+        with pytest.raises(ValueError, match="H and W >= 32"):
+            compiled(torch.randn(3, 64, 64))
+
+
 def test_library_never_imports_torchvision_models():
     """torchvision is used for transforms and image I/O only; its models are the test oracle, not a dependency.
 

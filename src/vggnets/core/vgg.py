@@ -83,12 +83,13 @@ class VGG(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits for a batch of normalised images of shape (N, 3, H, W), H and W >= 32.
 
-        The input check runs in eager mode and under ``torch.compile``/``torch.export`` (where it becomes a shape
-        guard); TorchScript, ``torch.jit.trace`` and FX symbolic tracing skip it, so their graphs are exactly
-        torchvision's: features -> avgpool -> flatten -> classifier.
+        The input check (:func:`check_input`) runs in eager mode and under ``torch.compile``/``torch.export``, which
+        evaluate it on the traced shapes (a compiled model raises the same ValueError; with ``fullgraph=True`` dynamo
+        reports it inside its own error). TorchScript, ``torch.jit.trace`` and FX symbolic tracing skip it, so their
+        graphs are exactly torchvision's: features -> avgpool -> flatten -> classifier.
         """
-        # TorchScript leaves out the body of an `if` whose condition is exactly `not torch.jit.is_scripting()`,
-        # and only then: the check and the Proxy test below it are never compiled. Keep the two ifs apart.
+        # TorchScript compiles only the taken branch of an `if` whose whole condition is `torch.jit.is_scripting()`
+        # (or its negation); in a combined condition it would compile the check and the Proxy test. Keep two ifs.
         if not torch.jit.is_scripting():  # noqa: SIM102
             if not (torch.jit.is_tracing() or isinstance(x, torch.fx.Proxy)):
                 check_input(x)
