@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from PIL import Image
 
 import vggnets
 from vggnets.cli import main
+from vggnets.features.style import StyleTransfer
 
 PHOTOS = Path(vggnets.__file__).parent / "assets" / "images"
 
@@ -186,25 +188,54 @@ def test_bad_files_are_one_paragraph_errors(files, tmp_path, capsys):
     )
     fails([*stylize(files, *base, "--weights", str(files["vgg11"])), "-o", str(out)], "vgg11_small.pth")
     fails([*stylize(files, *base, "--weights", str(tmp_path / "none.pth")), "-o", str(out)], "does not exist")
-    fails([*stylize(files, *base), "-o", str(tmp_path / "no" / "such" / "out.png")], "does not exist")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    fails([*stylize(files, *base), "-o", str(blocker / "out.png")], "a-file is a file, not a folder")
     fails([*stylize(files, *base), "-o", str(tmp_path / "out.gif")], "--output must end in")
+    (tmp_path / "folder.png").mkdir()
+    fails([*stylize(files, *base), "-o", str(tmp_path / "folder.png")], "it is a directory")
     fails([*stylize(files, *base), "-o", str(tmp_path)], "--output must end in")
 
 
-def test_unwritable_folder(files, tmp_path, capsys, monkeypatch):
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    folder.chmod(0o500)
-    real_access = os.access  # root may write anyway: the folder's permission bits are what is checked
-    monkeypatch.setattr(
-        os, "access", lambda p, mode: real_access(p, mode) and (Path(p) != folder or os.geteuid())
+def test_unwritable_folder_is_refused_before_any_work(files, tmp_path, capsys, monkeypatch):
+    """As root, chmod cannot take the permission away: the probe's temporary file is refused instead."""
+    closed = tmp_path / "closed"
+    closed.mkdir()
+    real = tempfile.mkstemp
+
+    def refuse(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir).is_relative_to(closed):
+            raise PermissionError(13, "Permission denied", str(dir))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(StyleTransfer, "run", lambda *a, **k: pytest.fail("the optimisation ran"))
+    assert main([*stylize(files, "--steps", "1", "--size", "32"), "-o", str(closed / "out.png")]) == 2
+    err = capsys.readouterr().err
+    assert "permission denied" in err and "checked before any work" in err and err.count("\n") == 1
+
+
+def test_missing_folder_is_created_and_the_png_says_what_made_it(files, tmp_path, capsys):
+    out = tmp_path / "new" / "folder" / "out.png"
+    assert (
+        main([*stylize(files, "--steps", "2", "--size", "32", "--style-weight", "1e5"), "-o", str(out)]) == 0
     )
-    try:
-        assert main([*stylize(files, "--steps", "1", "--size", "32"), "-o", str(folder / "out.png")]) == 2
-        assert "ro is not writable" in capsys.readouterr().err
-        assert not list(folder.iterdir())
-    finally:
-        folder.chmod(0o700)
+    with Image.open(out) as im:
+        made = json.loads(im.text["vggnets"])
+    assert made["command"] == "stylize" and made["options"]["style_weight"] == 1e5
+    assert made["weights"] == str(files["weights"]) and made["losses"]["last"]["step"] == 2
+
+
+def test_a_full_disk_at_the_end_is_one_line_and_leaves_nothing(files, tmp_path, capsys, monkeypatch):
+    def no_space(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    out = tmp_path / "out" / "out.png"
+    assert main([*stylize(files, "--steps", "1", "--size", "32"), "-o", str(out)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"cannot write {out}: no space left on device" in last
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.parent.name == "out"]
 
 
 def test_help_has_examples(capsys):

@@ -5,12 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
 from ..errors import VggnetsError
-from .common import add_quiet_option, add_subcommand, require_at_least, resolve_device, show_progress
+from .common import (
+    add_quiet_option,
+    add_subcommand,
+    provenance,
+    require_at_least,
+    resolve_device,
+    resolve_weights_option,
+    show_progress,
+)
 
 HELP = "neural style transfer: CONTENT painted in the manner of STYLE (Gatys et al., VGG19)"
 DESCRIPTION = """\
@@ -22,9 +29,10 @@ progress bar shows the weighted losses. 300 steps at 512 px take minutes on a GP
 (try --size 256 there).
 
 The output's format follows its suffix (.png, .jpg, .webp, .bmp, .tif). --save-every N also writes the image
-every N steps beside the output, as NAME_0050.png ...; --json prints the loss of every step. Nothing is
-overwritten without --force, and everything (images, weights, output folder, existing files) is checked
-before the optimisation starts. Exit code: 0 written, 2 nothing written (bad input, options or weights)."""
+every N steps beside the output, as NAME_0050.png ...; --json prints the loss of every step. A PNG
+output records the command and its options (a "vggnets" text chunk; a JPEG's comment). Nothing is
+overwritten without --force, a missing output folder is created, and everything (images, weights, the
+output folder, existing output and frames) is checked before the optimisation starts. Exit code: 0 written, 2 nothing written (bad input, options or weights)."""
 EPILOG = """\
 examples:
   vggnets stylize photo.jpg starry_night.jpg -o photo_starry.png
@@ -162,39 +170,32 @@ def frame_path(output: Path, step: int) -> Path:
     return output.with_name(f"{output.stem}_{step:04d}{output.suffix}")
 
 
-def check_output(output: Path, frames: list[Path], force: bool) -> None:
-    """Refuse before any work: unknown suffix, missing or unwritable folder, existing files without --force."""
+def check_suffix(output: Path) -> None:
+    """The output's suffix chooses its format: refuse one that no writer here handles."""
     if output.suffix.lower() not in FORMATS:
         raise VggnetsError(
             f"--output must end in {', '.join(sorted(set(FORMATS)))} (the format follows the suffix), got "
             f"{output.name!r}."
         )
-    folder = output.parent
-    if not folder.is_dir():
-        raise VggnetsError(
-            f"the output folder {folder} does not exist; create it first, or choose another -o."
-        )
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise VggnetsError(f"the output folder {folder} is not writable; choose another -o.")
-    if output.is_dir():
-        raise VggnetsError(f"{output} is a folder; -o needs an image file name such as {output / 'out.png'}.")
-    if not force:
-        existing = [p for p in [output, *frames] if p.exists()]
-        if existing:
-            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-            raise VggnetsError(f"{existing[0]} already exists{more}; pass --force to overwrite.")
 
 
-def save_image(path: Path, image, *, overwrite: bool) -> None:
-    """Write a float (3, H, W) image in [0, 1] atomically, in the format of the suffix."""
-    from PIL import Image
+def save_image(path: Path, image, *, overwrite: bool, produced_by: dict | None = None) -> None:
+    """Write a float (3, H, W) image in [0, 1] atomically, in the format of the suffix; a PNG records
+    ``produced_by`` (JSON in a ``vggnets`` text chunk), a JPEG in its comment."""
+    from PIL import Image, PngImagePlugin
 
     from ..features.style import to_uint8
     from ..io.output import atomic_write
 
     pixels = to_uint8(image).permute(1, 2, 0).numpy()
     fmt = FORMATS[path.suffix.lower()]
-    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    options: dict = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    if produced_by is not None and fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_text("vggnets", json.dumps(produced_by))
+        options["pnginfo"] = info
+    elif produced_by is not None and fmt == "JPEG":
+        options["comment"] = json.dumps(produced_by)
     atomic_write(
         path, lambda tmp: Image.fromarray(pixels).save(tmp, format=fmt, **options), overwrite=overwrite
     )
@@ -204,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
     """Check everything, optimise, write the image (and frames); print the loss history with --json."""
     from ..features.style import StyleTransfer
     from ..io.images import read_image
+    from ..io.output import check_output
 
     require_at_least(args.steps, 1, "--steps")
     require_at_least(args.size, 16, "--size", " (conv5_1 needs 16 pixels on the short side)")
@@ -225,11 +227,13 @@ def run(args: argparse.Namespace) -> int:
     layer_weights = parse_floats(args.style_layer_weights, "--style-layer-weights")
     content_layers = parse_layers(args.content_layers, "--content-layers")
     style_layers = parse_layers(args.style_layers, "--style-layers")
-    output = Path(args.output)
+    output = Path(args.output).expanduser()
+    check_suffix(output)
     steps_saved = range(args.save_every, args.steps + 1, args.save_every) if args.save_every else []
     frames = {step: frame_path(output, step) for step in steps_saved}
-    check_output(output, list(frames.values()), args.force)
+    check_output(output, overwrite=args.force, sidecars=list(frames.values()), option="-o")
     device = resolve_device(args.device)
+    weights = resolve_weights_option(args.model, args.weights)
     content = read_image(args.content)  # unreadable images fail here, before the model is built
     styles = [read_image(path) for path in args.styles]
 
@@ -237,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         transfer = StyleTransfer(
             args.model,
-            weights=args.weights,
+            weights=weights,
             content_layers=content_layers,
             style_layers=style_layers,
             style_layer_weights=layer_weights,
@@ -249,6 +253,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # unknown layers, bf16 where autocast is missing, layer weights that do not fit
         raise VggnetsError(f"{exc}.") from None
 
+    produced_by = provenance(args, weights=str(weights))
     bar = None
     if progress:
         from tqdm import tqdm
@@ -266,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
             bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()}, refresh=False)
             bar.update(1)
         if record.step in frames:
-            save_image(frames[record.step], image, overwrite=args.force)
+            save_image(frames[record.step], image, overwrite=args.force, produced_by=produced_by)
 
     try:
         result = transfer.run(
@@ -291,7 +296,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    save_image(output, result.image, overwrite=args.force)
+    produced_by["losses"] = {"first": result.history[0].to_dict(), "last": result.history[-1].to_dict()}
+    save_image(output, result.image, overwrite=args.force, produced_by=produced_by)
     if args.json:
         doc = {
             "content": args.content,
@@ -300,7 +306,7 @@ def run(args: argparse.Namespace) -> int:
             "frames": [str(p) for p in frames.values()],
             "size": list(result.image.shape[-2:]),
             "model": args.model,
-            "weights": str(args.weights),
+            "weights": str(weights),
             "device": str(transfer.device),
             "precision": transfer.precision,
             "settings": {
@@ -319,6 +325,7 @@ def run(args: argparse.Namespace) -> int:
                 "pool": args.pool,
             },
             "history": [r.to_dict() for r in result.history],
+            "produced_by": provenance(args, weights=str(weights)),
         }
         json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
