@@ -25,8 +25,8 @@ Optimise an image so that its VGG19 features match CONTENT at conv4_2 and the Gr
 conv1_1 ... conv5_1 (Gatys, Ecker & Bethge 2016; the PyTorch tutorial's recipe: ImageNet normalisation,
 content weight 1, style weight 1e6, L-BFGS, initialised from the content). Several STYLE images are blended
 (--style-blend weights, equal by default). A step is one forward and backward pass of the network; the
-progress bar shows the weighted losses. 300 steps at 512 px take minutes on a GPU and much longer on a CPU
-(try --size 256 there).
+progress bar shows the weighted losses. 300 steps at 512 px took 40-60 minutes on a shared 2-core CPU
+(the README's measurements): try --size 256 there, or a GPU.
 
 The output's format follows its suffix (.png, .jpg, .webp, .bmp, .tif). --save-every N also writes the image
 every N steps beside the output, as NAME_0050.png ...; --json prints the loss of every step. A PNG
