@@ -365,3 +365,56 @@ def test_a_model_without_published_weights_is_told_to_pass_weights_file(cmd, tmp
     }[cmd]
     code, out, err = run(capsys, *argv, "--model", "vgg11_lrn")
     assert code == 2 and "--weights FILE" in err and "weights='" not in err and "weights=None" not in err
+
+
+def test_a_streamed_output_that_fills_the_disk_keeps_the_finished_results(
+    weights, tmp_path, capsys, monkeypatch
+):
+    target = tmp_path / "labels.jsonl"
+    real_open = open
+
+    class FillsAfterOneLine:
+        def __init__(self, file) -> None:
+            self.file, self.lines = file, 0
+
+        def write(self, text: str) -> int:
+            if self.lines:
+                raise FULL
+            self.lines += text.count("\n")
+            return self.file.write(text)
+
+        def flush(self) -> None:
+            self.file.flush()
+
+        def close(self) -> None:
+            self.file.close()
+
+        @property
+        def closed(self) -> bool:
+            return self.file.closed
+
+    def opening(file, *args, **kwargs):
+        opened = real_open(file, *args, **kwargs)
+        return FillsAfterOneLine(opened) if str(file) == str(target) else opened
+
+    monkeypatch.setattr("builtins.open", opening)
+    argv = [
+        "classify",
+        CAT,
+        CUP,
+        *weights,
+        "--device",
+        "cpu",
+        "-q",
+        "-b",
+        "1",
+        "--format",
+        "jsonl",
+        "-o",
+        target,
+    ]
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "no space left on device" in err and "keeps the results written before" in err
+    (line,) = target.read_text().splitlines()
+    assert json.loads(line)["file"] == str(CAT)

@@ -160,7 +160,7 @@ def resolve_weights_option(model_name: str, weights_arg: object):
     )
     if text is not None and not names_a_file and model_name not in WEIGHTS:
         raise WeightsError(
-            f"no pretrained weights are published for {model_name} (a configuration of the paper that no one "
+            f"No pretrained weights are published for {model_name} (a configuration of the paper that no one "
             f"released weights for), so --weights {text} cannot be found; pass --weights FILE with a checkpoint "
             f"of {model_name} (`vggnets train --model {model_name}` makes one), or choose a model with published "
             f"weights: {', '.join(WEIGHTS)}."

@@ -74,13 +74,15 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], *, overwrite: 
     return path
 
 
-def write_error(path: str | Path, exc: OSError) -> OutputError:
-    """The one-line error for an output that could not be written: what happened, and what to do about it."""
+def write_error(path: str | Path, exc: OSError, *, streamed: bool = False) -> OutputError:
+    """The one-line error for an output that could not be written: what happened, and what to do about it
+    (``streamed``: a file written as results come, which keeps those written before)."""
     path = Path(path)
     code = exc.errno
+    kept = "it keeps the results written before" if streamed else "nothing was written there"
     if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         what = "no space left on device" if code != errno.EFBIG else "file too large for this file system"
-        advice = f"nothing was written there; free some space in {path.parent}, or choose another folder"
+        advice = f"{kept}; free some space in {path.parent}, or choose another folder"
     elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
         what = "permission denied" if code != errno.EROFS else "read-only file system"
         advice = f"choose a folder you can write to instead of {path.parent}"
@@ -92,7 +94,7 @@ def write_error(path: str | Path, exc: OSError) -> OutputError:
         advice = "create it, or choose another path"
     else:
         what = (exc.strerror or str(exc)).lower()
-        advice = "nothing was written there"
+        advice = kept
     return OutputError(f"cannot write {path}: {what}; {advice}.", code)
 
 
@@ -202,13 +204,52 @@ def check_output(
     return path
 
 
-def open_stream(path: str | Path, *, overwrite: bool = False):
+def open_stream(path: str | Path, *, overwrite: bool = False) -> StreamFile:
     """A text file for results written as they are ready (flush after each unit): created exclusively, or truncated
-    with ``overwrite``; every complete line in it is a finished result."""
+    with ``overwrite``; every complete line in it is a finished result. A write that fails (disk full) raises a
+    one-line :class:`OutputError`; what was flushed before stays."""
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "w" if overwrite else "x", encoding="utf-8", newline="")
+        return StreamFile(path, open(path, "w" if overwrite else "x", encoding="utf-8", newline=""))
     except FileExistsError:
         raise _exists_error(Path(path)) from None
     except OSError as exc:
         raise write_error(path, exc) from None
+
+
+class StreamFile:
+    """The text file of :func:`open_stream`: ``write``, ``flush`` and ``close`` report an OSError as an
+    :class:`OutputError` naming the file (once: after a failed write, ``close`` only releases the file)."""
+
+    def __init__(self, path: str | Path, file) -> None:
+        self.path, self.file, self.failed = Path(path), file, False
+
+    def _guarded(self, action: Callable, *args):
+        try:
+            return action(*args)
+        except OSError as exc:
+            self.failed = True
+            raise write_error(self.path, exc, streamed=True) from None
+
+    def write(self, text: str) -> int:
+        return self._guarded(self.file.write, text)
+
+    def flush(self) -> None:
+        self._guarded(self.file.flush)
+
+    def close(self) -> None:
+        if self.failed:  # already reported; the unwritten buffer is lost with the space
+            with contextlib.suppress(OSError):
+                self.file.close()
+            return
+        self._guarded(self.file.close)
+
+    @property
+    def closed(self) -> bool:
+        return self.file.closed
+
+    def __enter__(self) -> StreamFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
