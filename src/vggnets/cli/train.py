@@ -45,7 +45,7 @@ metrics.csv, curves.png (with matplotlib), tensorboard/ (with tensorboard), and 
 records what produced it (vggnets version, options). OUTPUT is checked before any data is read: an OUTPUT
 that already holds a run (last.pth or best.pth) is only continued with --resume, never overwritten, not
 even with --force; --force lets a new run replace the other files of a run folder that holds no
-checkpoint (metrics.csv, curves.png, classes.txt left by a run stopped before its first epoch).
+checkpoint (metrics.csv, curves.png, classes.txt, e.g. left after its checkpoints were moved away).
 
 Distributed: torchrun --nproc-per-node=K -m vggnets train ... runs K processes (DistributedDataParallel,
 nccl on GPUs, gloo on CPUs); --batch-size is the global batch, split over the K processes; only rank 0
