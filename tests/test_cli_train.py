@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -471,3 +472,27 @@ def test_published_weights_bring_their_preprocessing() -> None:
     assert (
         recipe.weight_decay == paper.weight_decay and recipe.pca_std == paper.pca_std
     )  # the rest is the recipe's
+
+
+def test_a_trained_run_classifies_with_its_own_model_classes_and_crop(run_dir: Path, digits: Path, capsys):
+    images = sorted((digits / "val" / "3").glob("*.png"))[:2]
+    code = main(
+        ["classify", *map(str, images), "--weights", str(run_dir / "best.pth"), "--format", "json", "-q"]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["model"] == "vgg11_bn"  # no --model: the checkpoint records it
+    labels = {p["label"] for r in doc["results"] for p in r["predictions"]}
+    assert labels <= {str(d) for d in range(10)}  # the run's class folders, not "class 0"
+
+
+def test_one_class_data_is_warned_about(digits: Path, tmp_path: Path, capsys):
+    data = tmp_path / "one"
+    for split in ("train", "val"):
+        shutil.copytree(digits / split / "7", data / split / "7")
+    code = main(
+        ["train", str(data), "--model", "vgg11", "--epochs", "1", "--output", str(tmp_path / "run")] + SMALL
+    )
+    err = capsys.readouterr().err
+    assert code == 0 and "single class (7)" in err and "warning" in err

@@ -25,6 +25,7 @@ from . import (
     stylize,
     train,
 )
+from .common import settle_model
 
 SUBCOMMANDS = (
     classify,
@@ -78,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits on --help, --version and usage errors: return its code instead
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     try:
+        settle_model(args)
         return args.run(args)
     except VggnetsError as exc:
         print(f"vggnets {args.command}: error: {exc}", file=sys.stderr)

@@ -21,10 +21,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "--model",
-        default="vgg16",
+        default=None,
         choices=list(MODELS),
         metavar="NAME",
-        help="model name (default: vgg16; see `vggnets models`)",
+        help="model name (default: the model a `vggnets train` checkpoint given as --weights records, else vgg16; "
+        "see `vggnets models`)",
     )
     parser.add_argument(
         "--weights",
@@ -129,10 +130,11 @@ class LoadedClassifier:
 def load_classifier(
     model_name: str, weights_arg: str, device: torch.device, *, progress: bool
 ) -> LoadedClassifier:
-    """Build a model with weights that have a trained classifier; user state_dicts get ImageNet preprocessing."""
-    from ..core.transforms import ImageClassification
+    """Build a model with weights that have a trained classifier, with the preprocessing and class names the weights
+    carry (published presets, or what a `vggnets train` checkpoint records; ImageNet's otherwise)."""
     from ..models.builders import build
-    from ..models.weights import IMAGENET_CATEGORIES, WeightsEnum
+    from ..models.meta import weights_categories, weights_preprocessing
+    from ..models.weights import WeightsEnum
 
     weights = resolve_weights_option(model_name, weights_arg)
     if isinstance(weights, WeightsEnum) and weights.meta.get("categories") is None:
@@ -141,11 +143,20 @@ def load_classifier(
             "classify images; use DEFAULT or IMAGENET1K_V1, or use it as a feature extractor."
         )
     model = build(model_name, weights=weights, progress=progress).to(device).eval()
-    if isinstance(weights, WeightsEnum):
-        return LoadedClassifier(model, weights, weights.transforms(), weights.meta["categories"])
-    # a user's state_dict: ImageNet preprocessing, ImageNet names when it has 1000 outputs
-    categories = IMAGENET_CATEGORIES if model.num_classes == len(IMAGENET_CATEGORIES) else None
-    return LoadedClassifier(model, weights, ImageClassification(crop_size=224), categories)
+    categories = weights_categories(weights, model.num_classes)
+    return LoadedClassifier(model, weights, weights_preprocessing(weights), categories)
+
+
+def settle_model(args: argparse.Namespace) -> None:
+    """Fill ``--model`` when it was not given: the architecture a checkpoint given as ``--weights`` records, else
+    vgg16 (for subcommands whose --model defaults to None)."""
+    if getattr(args, "model", "") is not None:
+        return
+    from ..models.meta import weights_architecture
+
+    weights = getattr(args, "weights", None)
+    path = Path(str(weights)).expanduser() if weights is not None else None
+    args.model = (weights_architecture(path) if path is not None and path.is_file() else None) or "vgg16"
 
 
 def resolve_weights_option(model_name: str, weights_arg: object):

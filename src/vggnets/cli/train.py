@@ -182,6 +182,12 @@ def run(args: argparse.Namespace) -> int:
                 f"--num-classes {args.num_classes} disagrees with the {len(classes)} class folders of "
                 f"{args.data} ({_preview(classes)}); leave --num-classes out or fix the folders."
             )
+        if len(classes) == 1 and dist.is_main:
+            _warn(
+                f"{args.data} has a single class ({classes[0]}): every prediction is right whatever the model "
+                "learns, so the loss goes to 0 and the accuracy to 1.0 without meaning anything. Add a folder of "
+                "images for each other class."
+            )
         if previous is not None:
             _check_resumable(previous, output, args.model, classes)
         model = _model(args, weights, num_classes, recipe.init, device, dist)

@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..core.transforms import IMAGENET_MEAN, IMAGENET_STD, ImageClassification
+from ..core.transforms import ImageClassification
 from ..core.vgg import VGG, device_of
 from ..errors import ImageError
 from ..models.dense import HEAD_LAYERS, fully_convolutional
-from ..models.weights import WeightsEnum
+from ..models.meta import weights_preprocessing
 from .extractor import FeatureExtractor
 
 #: The paper's Appendix B descriptor: the 4096-d penultimate activations, after ReLU.
@@ -131,11 +131,9 @@ def _read_batch(files: Sequence[str | Path]) -> tuple[list[Embedding], list[Tens
 
 def normalization(weights: object) -> tuple[Sequence[float], Sequence[float]]:
     """Mean and std of the preprocessing ``weights`` expect: their preset's for published weights (Caffe-style for
-    ``IMAGENET1K_FEATURES``), ImageNet's for anything else (a checkpoint file, no weights)."""
-    if isinstance(weights, WeightsEnum):
-        preset = weights.transforms()
-        return preset.mean, preset.std
-    return IMAGENET_MEAN, IMAGENET_STD
+    ``IMAGENET1K_FEATURES``), what a ``vggnets train`` checkpoint records, ImageNet's for anything else."""
+    preset = weights_preprocessing(weights)
+    return preset.mean, preset.std
 
 
 def _mean_over_views(layer_map, x: Tensor, flip: bool) -> Tensor:
