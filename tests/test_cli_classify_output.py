@@ -93,3 +93,21 @@ def test_ctrl_c_keeps_the_finished_batches_and_exits_130(small, capsys, tmp_path
     code, out, _ = run(capsys, "classify", *PHOTOS, *small, "--format", "csv")
     assert code == 130 and out.splitlines()[0].startswith("file,rank")
     assert {line.split(",")[0] for line in out.splitlines()[1:]} == {str(p) for p in PHOTOS[:2]}
+
+
+def test_unreadable_image_directory_says_permission_denied(small, capsys, tmp_path, monkeypatch):
+    import os
+
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes((EXAMPLES / "coffee_cup.jpg").read_bytes())
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if Path(path) == folder:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    code, out, err = run(capsys, "classify", folder, *small)
+    assert code == 1 and "permission denied reading directory" in out and "no images found" not in out + err

@@ -392,6 +392,13 @@ def _expand_input(item: str | Path, recursive: bool) -> tuple[list[Path], str | 
 
 def _expand_directory(path: Path, text: str, recursive: bool) -> tuple[list[Path], str | None]:
     """The images in a directory, sorted; or why there are none (with a hint when subfolders hold some)."""
+    try:
+        with os.scandir(path):
+            pass
+    except PermissionError:
+        return [], f"permission denied reading directory {text}"
+    except OSError as exc:
+        return [], f"cannot read directory {text}: {exc.strerror or exc}"
     found = _sorted(_images_in(path, recursive))
     if found:
         return found, None
