@@ -147,8 +147,9 @@ def test_gradients_equal_lpips(ours, reference):
         x = a.clone().requires_grad_(True)
         metric(x, b).sum().backward()
         grads.append(x.grad)
-    assert grads[1].abs().max() > 0
-    torch.testing.assert_close(grads[1], grads[0], atol=1e-7, rtol=1e-4)
+    scale = float(grads[0].abs().max())
+    assert scale > 0
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-4 * scale, rtol=0)
     assert all(p.grad is None for p in ours.parameters())  # frozen: only the image gets a gradient
 
 

@@ -137,9 +137,11 @@ def explain(
 def _run(model: nn.Module, images: Tensor, index: int) -> tuple[Tensor, Tensor]:
     """(the layer's output as a leaf that requires grad, the logits computed from it)."""
     features = model.features
-    with torch.no_grad():
-        x = features[: index + 1](images)
-    activations = x.detach().requires_grad_(True)
+    with torch.no_grad():  # channels-last: the same values, faster convolutions
+        x = features[: index + 1](images.contiguous(memory_format=torch.channels_last))
+    # the backward pass runs in the default layout (channels-last input gradients through VGG's convolutions measured
+    # up to 1% off on CPU; see vggnets.features.lpips)
+    activations = x.detach().contiguous().requires_grad_(True)
     with torch.enable_grad():
         x = activations
         for i, module in enumerate(features[index + 1 :]):
