@@ -23,6 +23,7 @@ pa = pytest.importorskip("pyarrow")
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 PHOTOS = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".jpg", ".png"))
+RAY_WARNINGS = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray's own, about its settings
 CORRUPT = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40  # a PNG signature, then nothing readable
 
 
@@ -126,6 +127,16 @@ def test_classifier_on_decoded_arrays_equals_classify_json(small_vgg11_file, fil
     assert classify({"image": stacked}).column("labels").to_pylist() == [rows[0]["labels"]] * 2
 
 
+def test_class_names_beside_a_checkpoint_are_used_as_by_classify(small_vgg11_file, files, tmp_path, capsys):
+    weights = tmp_path / "finetuned.pth"
+    shutil.copyfile(small_vgg11_file, weights)
+    (weights.parent / "classes.txt").write_text("".join(f"kind_{i}\n" for i in range(10)))
+    expected = cli_json(capsys, files[:2], weights)
+    rows = Classifier(**small(weights), topk=3)(bytes_batch(files[:2])).to_pylist()
+    assert_same_as_cli(rows, expected)
+    assert all(label.startswith("kind_") for label in rows[0]["labels"])
+
+
 def test_every_batch_format_gives_the_same_table_and_keeps_other_columns(small_vgg11_file, files):
     pd = pytest.importorskip("pandas")
     classify = Classifier(**small(small_vgg11_file), topk=2)
@@ -138,6 +149,26 @@ def test_every_batch_format_gives_the_same_table_and_keeps_other_columns(small_v
     without_paths = classify({"bytes": batch["bytes"]})
     assert without_paths.column_names == ["labels", "indices", "probabilities", "error"]
     assert without_paths.column("error").to_pylist()[-1].startswith("<bytes>: ")
+
+
+@RAY_WARNINGS
+def test_ray_tensor_columns_are_read_and_passed_through(small_vgg11_file):
+    extensions = pytest.importorskip("ray.data.extensions")  # Ray's Arrow types, no Ray instance needed
+    classify = Classifier(**small(small_vgg11_file), topk=2)
+    images = ragged([np.zeros((40, 50, 3), np.uint8), np.full((30, 30, 3), 9, np.uint8)])
+    embedding = np.arange(8, dtype=np.float32).reshape(2, 4)
+    from_numpy = classify({"image": images, "embedding": embedding})
+    from_arrow = classify(
+        pa.table(
+            {
+                "image": extensions.ArrowTensorArray.from_numpy(images),
+                "embedding": extensions.ArrowTensorArray.from_numpy(embedding),
+            }
+        )
+    )
+    assert from_numpy.column_names == ["embedding", "labels", "indices", "probabilities", "error"]
+    assert from_numpy.to_pylist()[1]["labels"] == from_arrow.to_pylist()[1]["labels"]
+    assert np.array_equal(np.stack([r["embedding"] for r in from_arrow.to_pylist()]), embedding)
 
 
 def test_bad_values_are_error_rows_and_bad_batches_are_refused(small_vgg11_file):
@@ -229,9 +260,6 @@ def test_importing_the_adapter_imports_neither_ray_nor_torchvision():
 
 # ------------------------------------------------------------------------------------------------------------
 # Through a local Ray instance
-
-
-RAY_WARNINGS = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray's own, about its settings
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,8 @@ class Classifier:
     """The top-k ImageNet classes (or a checkpoint's classes) of every image of a batch, as ``vggnets classify``.
 
     Constructor keywords (``fn_constructor_kwargs``): ``model`` and ``weights`` as ``--model``/``--weights`` (a name
-    such as ``"DEFAULT"``, or the path of a .pth/.safetensors file every worker can read); ``topk``; ``batch_size``
+    such as ``"DEFAULT"``, or the path of a .pth/.safetensors file every worker can read; without ``model``, the
+    architecture such a file records, else vgg16); ``topk``; ``batch_size``
     (images per forward pass; the engine's largest bucket); ``precision`` (fp32, bf16, int8), ``compile`` (auto, aot,
     jit, none) and ``calibration`` as the command's engine options (without them the eager model runs with the
     weights' exact float preprocessing, as the command does); ``device`` (``"auto"``: see :func:`actor_device`);
@@ -63,7 +64,7 @@ class Classifier:
 
     def __init__(
         self,
-        model: str = "vgg16",
+        model: str | None = None,
         weights: Any = "DEFAULT",
         *,
         topk: int = 5,
@@ -111,7 +112,7 @@ class Embedder:
 
     def __init__(
         self,
-        model: str = "vgg16",
+        model: str | None = None,
         weights: Any = "DEFAULT",
         *,
         layer: str = "relu7",

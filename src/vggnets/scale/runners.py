@@ -19,7 +19,7 @@ import torch
 from ..errors import ImageError, VggnetsError
 from ..inference.classify import Prediction, class_names
 
-__all__ = ["ClassifyRunner", "EmbedRunner", "classifier_runner", "embedder_runner"]
+__all__ = ["ClassifyRunner", "EmbedRunner", "classifier_runner", "embedder_runner", "model_name"]
 
 _COMPILE = {None: True, "auto": True, "none": False}
 
@@ -91,8 +91,19 @@ class EmbedRunner:
         return [None if image is None else next(vectors) for image in images]
 
 
+def model_name(model: str | None, weights: Any) -> str:
+    """``model``, or when None (as the command line's ``--model`` left out): the architecture a checkpoint file given
+    as ``weights`` records, else vgg16."""
+    if model is not None:
+        return model
+    from ..models.meta import weights_architecture
+
+    path = Path(str(weights)).expanduser() if weights is not None else None
+    return (weights_architecture(path) if path is not None and path.is_file() else None) or "vgg16"
+
+
 def classifier_runner(
-    model: str = "vgg16",
+    model: str | None = None,
     weights: Any = "DEFAULT",
     *,
     device: str | torch.device = "cpu",
@@ -104,16 +115,19 @@ def classifier_runner(
     max_pixels: int | None = None,
 ) -> ClassifyRunner:
     """What ``vggnets classify --model MODEL --weights WEIGHTS`` runs: weights with a trained classifier, their
-    preprocessing and class names (ImageNet's for a user's 1000-class state_dict, ``class <i>`` otherwise); the fast
-    engine (:func:`vggnets.inference.engine.optimize`) only when ``precision`` or ``compile`` is given, as with the
-    command's ``--precision``/``--compile`` (``compile``: "auto", "aot", "jit", "none", True or False)."""
-    from ..core.transforms import ImageClassification
+    preprocessing and class names (a published preset; what a ``vggnets train`` checkpoint records, or its
+    ``classes.txt``; else ImageNet's, with ``class <i>`` names unless it has 1000 outputs); the fast engine
+    (:func:`vggnets.inference.engine.optimize`) only when ``precision`` or ``compile`` is given, as with the
+    command's ``--precision``/``--compile`` (``compile``: "auto", "aot", "jit", "none", True or False). ``model``
+    None: see :func:`model_name`."""
     from ..models.builders import build
-    from ..models.weights import IMAGENET_CATEGORIES, WeightsEnum, resolve_weights
+    from ..models.meta import weights_categories, weights_preprocessing
+    from ..models.weights import WeightsEnum, resolve_weights
 
     _check_at_least(topk, "topk")
     _check_at_least(batch_size, "batch_size")
     device = torch.device(device)
+    model = model_name(model, weights)
     resolved = resolve_weights(model, weights)
     if isinstance(resolved, WeightsEnum) and resolved.meta.get("categories") is None:
         raise VggnetsError(
@@ -121,12 +135,8 @@ def classifier_runner(
             "classify images; use DEFAULT or IMAGENET1K_V1, or the Embedder for descriptors."
         )
     net = build(model, weights=resolved, progress=False).to(device).eval()
-    if isinstance(resolved, WeightsEnum):
-        transform, categories = resolved.transforms(), resolved.meta["categories"]
-    else:  # a user's state_dict: ImageNet preprocessing, ImageNet names when it has 1000 outputs
-        transform = ImageClassification(crop_size=224)
-        categories = IMAGENET_CATEGORIES if net.num_classes == len(IMAGENET_CATEGORIES) else None
-    labels = class_names(categories, net.num_classes)
+    transform = weights_preprocessing(resolved)  # the preset, a `vggnets train` record's, or ImageNet's
+    labels = class_names(weights_categories(resolved, net.num_classes), net.num_classes)
     runner = ClassifyRunner(net, transform, labels, topk=topk, batch_size=batch_size, device=device,
                             max_pixels=max_pixels)  # fmt: skip
     if precision is not None or compile is not None:
@@ -149,7 +159,7 @@ def _use_engine(runner: ClassifyRunner, precision: str, compile: bool | str, cal
 
 
 def embedder_runner(
-    model: str = "vgg16",
+    model: str | None = None,
     weights: Any = "DEFAULT",
     *,
     device: str | torch.device = "cpu",
@@ -176,6 +186,7 @@ def embedder_runner(
             raise VggnetsError(
                 f"every scale must be at least 224 pixels (the crop size), got {list(scales)}."
             )
+    model = model_name(model, weights)
     resolved = resolve_weights(model, weights)
     net = build(model, weights=resolved, progress=False).to(torch.device(device)).eval()
     names = layer_names(net)
