@@ -50,7 +50,12 @@ def add_subcommand(
 
 
 def add_runtime_options(
-    parser: argparse.ArgumentParser, *, batch_size: int, workers: int | None, batch_help: str
+    parser: argparse.ArgumentParser,
+    *,
+    batch_size: int,
+    workers: int | None,
+    batch_help: str,
+    workers_help: str | None = None,
 ) -> None:
     """--batch-size, --workers and --device for subcommands that run a model over images."""
     parser.add_argument(
@@ -60,10 +65,13 @@ def add_runtime_options(
         "--workers",
         type=int,
         default=workers,
-        help=f"decoding worker processes (default: {workers}; 0 = in-process)"
-        if workers is not None
-        else "decoding worker processes (default: 0 = in-process; 1 with the fast engine and more than one batch, "
-        "so decoding overlaps the model)",
+        help=workers_help
+        or (
+            f"decoding worker processes (default: {workers}; 0 = in-process)"
+            if workers is not None
+            else "decoding worker processes (default: 0 = in-process; 1 with the fast engine and more than one "
+            "batch, so decoding overlaps the model)"
+        ),
     )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
 
@@ -296,3 +304,58 @@ def parse_scales(text: str | None) -> tuple[int, ...]:
     if not scales or min(scales) < 224:
         raise VggnetsError(f"every scale must be at least 224 pixels (the crop size), got {text!r}.")
     return scales
+
+
+def add_scale_options(parser: argparse.ArgumentParser, *, always: bool = False) -> None:
+    """--unit-size and --keep-parts: the committed units of a run (resumable under torchrun; ``always``: also in one
+    process)."""
+    where = "" if always else " under torchrun"
+    group = parser.add_argument_group(
+        "units and parts",
+        f"The inputs are cut into units of --unit-size images. With --output, each finished unit is written{where} "
+        "to a part file in the folder OUTPUT.parts beside the output; a rerun of the same command skips the "
+        "committed units (a run with other inputs, model, weights or options is refused, and --force discards its "
+        "parts), and the parts are merged into OUTPUT in input order, then removed. Run it on many processes with "
+        "`torchrun --nproc-per-node=K -m vggnets ...` (one shard of the units each).",
+    )
+    group.add_argument(
+        "--unit-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="images per committed unit (default: 256, rounded up to a multiple of --batch-size)",
+    )
+    group.add_argument("--keep-parts", action="store_true", help="keep OUTPUT.parts after a successful merge")
+
+
+def weights_identity(weights: object) -> str:
+    """The weights for a run's fingerprint: the member's name, or a file's path, size and modification time."""
+    path = weights if isinstance(weights, Path) else None
+    if path is None:
+        return str(weights)
+    try:
+        stat = path.stat()
+    except OSError:
+        return str(path)
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def run_fingerprint(
+    args: argparse.Namespace, inputs: dict, device: torch.device, unit: int, **settings: object
+) -> dict:
+    """What makes a run's results: the command, the vggnets version, the inputs (:func:`vggnets.scale.parts.describe_files`),
+    the device kind, the unit size, the batch size, the fast-engine options and ``settings`` (by option name)."""
+    from ..version import __version__
+
+    return {
+        "command": args.command,
+        "vggnets": __version__,
+        "inputs": inputs,
+        "device": device.type,
+        "--batch-size": args.batch_size,
+        "--unit-size": unit,
+        "--precision": getattr(args, "precision", None),
+        "--compile": getattr(args, "compile", None),
+        "--calibration": None if getattr(args, "calibration", None) is None else str(args.calibration),
+        **settings,
+    }

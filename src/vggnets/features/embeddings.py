@@ -9,21 +9,22 @@ at a time, with each file's label (its folder's name) and the reason for any fil
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
 
 from ..core.transforms import ImageClassification
 from ..core.vgg import VGG, device_of
 from ..errors import ImageError
 from ..models.dense import HEAD_LAYERS, fully_convolutional
 from ..models.meta import weights_preprocessing
-from .extractor import FeatureExtractor
+from .extractor import FeatureExtractor, layer_names
 
 #: The paper's Appendix B descriptor: the 4096-d penultimate activations, after ReLU.
 DEFAULT_LAYER = "relu7"
@@ -51,15 +52,50 @@ def embed(
 ) -> Tensor:
     """Descriptors (N, D) of uint8 (3, H, W) images from ``layer``; ``scales=None`` is the single center crop."""
     model.eval()
+    prepare, describe = describer(
+        model, layer=layer, mean=mean, std=std, scales=scales, flip=flip, l2norm=l2norm
+    )
+    chunks = [
+        describe([prepare(image) for image in images[start : start + batch_size]])
+        for start in range(0, len(images), batch_size)
+    ]
+    return torch.cat(chunks) if chunks else torch.empty(0)
+
+
+def describer(
+    model: VGG,
+    *,
+    layer: str = DEFAULT_LAYER,
+    mean: Sequence[float],
+    std: Sequence[float],
+    scales: Sequence[int] | None = None,
+    flip: bool = False,
+    l2norm: bool = False,
+    predictor: Callable[[Tensor], Tensor] | None = None,
+) -> tuple[Callable[[Tensor], Tensor], Callable[[Sequence[Tensor]], Tensor]]:
+    """``(prepare, describe)``: ``prepare`` turns one decoded uint8 image into what ``describe`` takes (the center
+    crop, normalised, for a single scale; the image itself for several scales), and may run in a loader's worker;
+    ``describe`` turns a list of prepared images into float32 (N, D) descriptors on the CPU.
+
+    ``predictor``: an engine :class:`~vggnets.inference.engine.Predictor` built on :class:`LayerDescriptor` (single
+    scale only), whose ``preprocess`` gives uint8 crops that it normalises inside its graph.
+    """
     device = device_of(model)
-    if scales is None:
-        preprocess = ImageClassification(crop_size=224, mean=mean, std=std)
+    if predictor is not None:
+        if scales is not None:
+            raise ValueError(
+                "the engine runs the single center crop; multi-scale descriptors run the eager model"
+            )
+        prepare = predictor.preprocess
+
+        def run(x: Tensor) -> Tensor:
+            return _mean_over_views(predictor, x, flip)
+    elif scales is None:
+        prepare = ImageClassification(crop_size=224, mean=mean, std=std)
         extractor = FeatureExtractor(model, [layer])
-        chunks = []
-        for start in range(0, len(images), batch_size):
-            x = torch.stack([preprocess(img) for img in images[start : start + batch_size]]).to(device)
-            chunks.append(_mean_over_views(lambda v: extractor(v)[layer], x, flip))
-        out = torch.cat(chunks) if chunks else torch.empty(0)
+
+        def run(x: Tensor) -> Tensor:
+            return _mean_over_views(lambda v: extractor(v)[layer], x.to(device), flip)
     else:
         if layer in HEAD_LAYERS:  # the head as convolutions over the whole image
             dense = fully_convolutional(model)
@@ -67,9 +103,47 @@ def embed(
         else:
             extractor = FeatureExtractor(model, [layer])
             layer_map = lambda v: extractor(v)[layer]  # noqa: E731
-        out = torch.stack([_multiscale(layer_map, img, mean, std, scales, flip, device) for img in images])
-    out = out.float().cpu()
-    return F.normalize(out, dim=1) if l2norm else out
+        prepare = _unchanged
+
+    @torch.inference_mode()
+    def describe(images: Sequence[Tensor]) -> Tensor:
+        if scales is None:
+            out = run(torch.stack(list(images)))
+        else:
+            out = torch.stack(
+                [_multiscale(layer_map, img, mean, std, scales, flip, device) for img in images]
+            )
+        out = out.float().cpu()
+        return F.normalize(out, dim=1) if l2norm else out
+
+    return prepare, describe
+
+
+def _unchanged(image: Tensor) -> Tensor:
+    return image
+
+
+class LayerDescriptor(nn.Module):
+    """A VGG cut after ``layer``, returning its output averaged over positions (a convolutional layer) or as it is (a
+    head layer): the single-scale descriptor as one module, for the fast engine (which compiles and caches it)."""
+
+    def __init__(self, model: VGG, layer: str) -> None:
+        super().__init__()
+        names = layer_names(model)
+        if layer not in names:
+            raise ValueError(f"unknown layer {layer!r}; choose from {', '.join(names)}")
+        index, convolutional = names.index(layer), len(model.features)
+        self.features = model.features[: index + 1] if index < convolutional else model.features
+        self.avgpool = model.avgpool
+        self.head = model.classifier[: index - convolutional + 1] if index >= convolutional else None
+        # which layer: part of the state_dict, so the engine's cache keys of fc7 and relu7 (same weights) differ
+        self.register_buffer("layer_index", torch.tensor([index]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.features(x)
+        if self.head is None:
+            return x.mean(dim=(-2, -1))
+        return self.head(torch.flatten(self.avgpool(x), 1))
 
 
 @dataclass
@@ -82,29 +156,58 @@ class Embedding:
     error: str | None = None
 
 
+class DecodedFiles(Dataset):
+    """Files -> (position, prepared image or None, error or None): decoded (and cropped) in a loader's workers."""
+
+    def __init__(self, files: Sequence[str | Path], prepare: Callable[[Tensor], Tensor]) -> None:
+        self.files, self.prepare = list(files), prepare
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[int, Tensor | None, str | None]:
+        from ..io.images import read_image  # torchvision.io: not imported by `import vggnets`
+
+        try:
+            return i, self.prepare(read_image(self.files[i])), None
+        except ImageError as exc:
+            return i, None, str(exc)
+
+
 def embed_files(
     model: VGG,
     files: Sequence[str | Path],
     *,
     batch_size: int = 16,
     progress: bool = False,
+    workers: int = 0,
+    predictor: Callable[[Tensor], Tensor] | None = None,
     **settings: Any,
 ) -> Iterator[Embedding]:
     """Yield one :class:`Embedding` per file, in order: :func:`embed` of the images with its keyword ``settings``
-    (``layer``, ``mean``, ``std``, ``scales``, ``flip``, ``l2norm``), decoded one batch at a time so that memory stays
-    flat; a file that cannot be read yields an Embedding with ``error`` set."""
+    (``layer``, ``mean``, ``std``, ``scales``, ``flip``, ``l2norm``), one batch at a time so that memory stays flat;
+    a file that cannot be read yields an Embedding with ``error`` set. ``workers`` decoding processes (0: in this
+    one) decode and crop ahead of the model; ``predictor``: see :func:`describer`."""
+    model.eval()
+    prepare, describe = describer(model, predictor=predictor, **settings)
+    loader = DataLoader(
+        DecodedFiles(files, prepare),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_as_list,
+        worker_init_fn=_one_thread if workers else None,
+    )
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(files), unit="img", desc="features")
     try:
-        for start in range(0, len(files), batch_size):
-            batch = files[start : start + batch_size]
-            rows, images = _read_batch(batch)
-            if images:
-                vectors = embed(model, images, batch_size=batch_size, **settings)
-                for row, vector in zip([r for r in rows if r.error is None], vectors, strict=True):
+        for batch in loader:
+            rows = [Embedding(str(files[i]), Path(files[i]).parent.name, error=err) for i, _, err in batch]
+            good = [(row, x) for row, (_, x, _) in zip(rows, batch, strict=True) if x is not None]
+            if good:
+                for (row, _), vector in zip(good, describe([x for _, x in good]), strict=True):
                     row.features = vector
             yield from rows
             if bar is not None:
@@ -114,19 +217,13 @@ def embed_files(
             bar.close()
 
 
-def _read_batch(files: Sequence[str | Path]) -> tuple[list[Embedding], list[Tensor]]:
-    """An Embedding per file (``error`` set for those that cannot be read) and the decoded images of the others."""
-    from ..io.images import read_image  # torchvision.io: not imported by `import vggnets`
+def _as_list(items: list) -> list:
+    return items
 
-    rows, images = [], []
-    for file in files:
-        row = Embedding(str(file), Path(file).parent.name)
-        try:
-            images.append(read_image(file))
-        except ImageError as exc:
-            row.error = str(exc)
-        rows.append(row)
-    return rows, images
+
+def _one_thread(_worker_id: int) -> None:
+    # a worker decodes one image at a time: intra-op threads would only compete with the model's
+    torch.set_num_threads(1)
 
 
 def normalization(weights: object) -> tuple[Sequence[float], Sequence[float]]:

@@ -1,0 +1,136 @@
+"""Units, parts and resumable runs in one process (vggnets.scale: shards, parts, jobs; ``vggnets features``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vggnets.cli import main
+from vggnets.errors import VggnetsError
+from vggnets.scale import records
+from vggnets.scale.jobs import Codec
+from vggnets.scale.parts import Parts, describe_files, parts_folder
+from vggnets.scale.shards import by_unit, make_units, shard, unit_size
+
+REAL = records.EMBEDDINGS
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
+PHOTOS = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".jpg", ".png"))
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    """13 photos in three class folders, plus one unreadable file."""
+    root = tmp_path / "imgs"
+    for i in range(13):
+        photo = PHOTOS[i % len(PHOTOS)]
+        (root / f"c{i % 3}").mkdir(parents=True, exist_ok=True)
+        shutil.copy(photo, root / f"c{i % 3}" / f"img{i:02d}{photo.suffix}")
+    (root / "c1" / "broken.jpg").write_bytes(b"not an image")
+    return root
+
+
+def features(folder: Path, weights: Path, output: Path, *extra: object) -> list[str]:
+    return ["features", str(folder), "-r", "--model", "vgg11", "--weights", str(weights), "--device", "cpu",
+            "-q", "-b", "2", "--unit-size", "4", "-o", str(output), *map(str, extra)]  # fmt: skip
+
+
+def test_units_are_multiples_of_the_batch_and_shared_round_robin():
+    assert unit_size(None, 16) == 256 and unit_size(5, 2) == 6 and unit_size(4, 4) == 4
+    units = make_units(14, 4)
+    assert [(u.start, u.stop) for u in units] == [(0, 4), (4, 8), (8, 12), (12, 14)]
+    assert units[1].name == "unit-000001-of-000004" and make_units(0, 4) == []
+    assert [u.index for u in shard(units, 0, 3)] == [0, 3] and [u.index for u in shard(units, 2, 3)] == [2]
+    assert list(by_unit(units[:2], range(8))) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    with pytest.raises(ValueError):
+        list(by_unit(units[:2], range(6)))
+
+
+def test_parts_refuse_another_run_and_say_why(tmp_path):
+    folder = parts_folder(tmp_path / "out.npy")
+    assert folder.name == "out.npy.parts"
+    first = {"command": "features", "--layer": "relu7", "inputs": describe_files([])}
+    parts = Parts.open(folder, first, marker=".json")
+    unit = make_units(3, 2)[0]
+    parts.commit(unit, [(".json", lambda tmp: tmp.write_text("{}"))])
+    assert parts.committed(make_units(3, 2)) == [unit]
+    assert Parts.open(folder, first, marker=".json").committed([unit]) == [unit]  # same run: kept
+    with pytest.raises(VggnetsError, match=r"--layer: \"relu7\" then, \"pool5\" now.*--force"):
+        Parts.open(folder, {**first, "--layer": "pool5"}, marker=".json")
+    restarted = Parts.open(folder, {**first, "--layer": "pool5"}, marker=".json", restart=True)
+    assert restarted.committed([unit]) == []
+    with pytest.raises(ValueError):
+        parts.commit(unit, [(".npy", lambda tmp: None)])  # the marker must come last
+
+
+def interrupted_after(count: int, counter: list[int]) -> Codec:
+    """The features codec, interrupted (Ctrl-C) after ``count`` committed units; ``counter`` counts the writes."""
+
+    def write(parts, unit, payload):
+        if len(counter) == count:
+            raise KeyboardInterrupt
+        REAL.write(parts, unit, payload)
+        counter.append(unit.index)
+
+    return Codec(write, REAL.read)
+
+
+def test_features_resume_after_ctrl_c_with_the_same_output(
+    folder, small_vgg11_file, tmp_path, capsys, monkeypatch
+):
+    reference = tmp_path / "ref.npy"
+    assert main(features(folder, small_vgg11_file, reference)) == 1
+    assert not parts_folder(reference).exists()  # removed after the merge
+    target = tmp_path / "out.npy"
+    first: list[int] = []
+    monkeypatch.setattr(records, "EMBEDDINGS", interrupted_after(2, first))
+    assert main(features(folder, small_vgg11_file, target)) == 130
+    assert not target.exists() and len(list(parts_folder(target).glob("*.json"))) == 3  # two units + manifest
+    assert "rerun the command to resume" in capsys.readouterr().err
+    again: list[int] = []
+    monkeypatch.setattr(records, "EMBEDDINGS", interrupted_after(99, again))
+    assert main(features(folder, small_vgg11_file, target, "--keep-parts")) == 1
+    err = capsys.readouterr().err
+    assert (
+        "resumed: 2 of 4 units" in err
+        and sorted(first + again) == [0, 1, 2, 3]
+        and not set(first) & set(again)
+    )
+    assert np.array_equal(np.load(target), np.load(reference))
+    assert target.with_suffix(".csv").read_text() == reference.with_suffix(".csv").read_text()
+    assert parts_folder(target).is_dir()  # --keep-parts
+
+
+def test_features_rerun_with_other_options_is_refused(
+    folder, small_vgg11_file, tmp_path, capsys, monkeypatch
+):
+    target = tmp_path / "out.parquet"
+    monkeypatch.setattr(records, "EMBEDDINGS", interrupted_after(1, []))
+    assert main(features(folder, small_vgg11_file, target)) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(features(folder, small_vgg11_file, target, "--layer", "pool5")) == 2
+    err = capsys.readouterr().err
+    assert '--layer: "relu7" then, "pool5" now' in err and "--force" in err and not target.exists()
+    assert main(features(folder, small_vgg11_file, target, "--layer", "pool5", "--force")) == 1
+    pq = pytest.importorskip("pyarrow.parquet")
+    table = pq.read_table(target)
+    assert table.num_rows == 13 and pq.ParquetFile(target).num_row_groups == 4  # one row group per unit
+    meta = json.loads(table.schema.metadata[b"vggnets"])
+    assert meta["layer"] == "pool5" and meta["produced_by"]["options"]["unit_size"] == 4
+
+
+def test_features_engine_option_runs_the_layer_descriptor(folder, small_vgg11_file, tmp_path, capsys):
+    eager, engine = tmp_path / "eager.pt", tmp_path / "engine.pt"
+    assert main(features(folder, small_vgg11_file, eager, "--layer", "pool5")) == 1
+    assert main(features(folder, small_vgg11_file, engine, "--layer", "pool5", "--precision", "fp32",
+                         "--compile", "none")) == 1  # fmt: skip
+    a, b = (torch.load(p, weights_only=True) for p in (eager, engine))
+    assert a["files"] == b["files"] and b["features"].shape == (13, 64)
+    assert torch.allclose(
+        a["features"], b["features"], atol=0.02
+    )  # uint8 crops: one grey level apart at most
