@@ -58,6 +58,7 @@ def test_writes_overlays_maps_grid_and_json(capsys, tmp_path, weights, grey):
     )
     assert code == 0
     assert doc["layer"] == "relu5_3" and doc["method"] == "gradcam" and doc["target"] == "top1"
+    assert doc["produced_by"]["command"] == "explain" and doc["produced_by"]["weights"] == str(weights)
     assert json.loads((out / "explain.json").read_text()) == doc
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["explain.json", "grid.png"]
@@ -78,6 +79,7 @@ def test_writes_overlays_maps_grid_and_json(capsys, tmp_path, weights, grey):
         np.testing.assert_allclose(heat, expected.maps[i].numpy(), atol=1e-5)
         with Image.open(record["overlay"]) as overlay:
             assert overlay.size == (224, 224) and overlay.mode == "RGB"
+            assert json.loads(overlay.text["vggnets"])["options"]["method"] == "gradcam"
     with Image.open(out / "grid.png") as picture:
         assert picture.size[0] > 2 * 224 and picture.size[1] > 2 * 224  # 2 x 2 cells with captions
 

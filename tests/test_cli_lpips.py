@@ -97,6 +97,7 @@ def test_two_images_give_the_library_value(capsys, small_files, metric, folders)
     assert doc["pairs"][0]["lpips"] == pytest.approx(expected(metric, a / "1.png", b / "1.jpg"), abs=1e-6)
     assert doc["summary"] == {"count": 1, "mean": doc["pairs"][0]["lpips"], "std": 0.0, "failed": 0}
     assert doc["version"] == "0.1" and doc["precision"] == "fp32" and "none" in doc["resize"]
+    assert doc["produced_by"]["command"] == "lpips" and doc["produced_by"]["options"]["batch_size"] == 8
 
 
 def test_folders_are_paired_by_name_and_problems_are_listed(capsys, small_files, metric, folders):

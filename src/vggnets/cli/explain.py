@@ -16,6 +16,7 @@ from .common import (
     add_subcommand,
     collect_inputs,
     load_classifier,
+    provenance,
     require_at_least,
     resolve_device,
     show_progress,
@@ -28,8 +29,9 @@ them). Each image is preprocessed as its weights expect (resize 256, center crop
 the map of the target class at --layer is resized to the crop, scaled to [0, 1] and blended over it.
 
 Per image, OUTPUT gets NAME.cam.png (the overlay) and, with --save-maps, NAME.cam.npy (the map, float32,
-224 x 224, values in [0, 1]); --grid adds grid.png with every overlay and its caption; explain.json lists
-each image's top-k predictions, its target and the files written. The same results are printed (--format).
+the crop's size, values in [0, 1]); --grid adds grid.png with every overlay and its caption; explain.json
+lists each image's top-k predictions, its target and the files written, and what produced them (the PNGs
+carry the same record in a `vggnets` text chunk). The same results are printed (--format).
 Nothing is overwritten without --force. An image that cannot be read is reported and the others are still
 explained. Exit code: 0 all explained, 1 some images failed, 2 nothing was run (bad options, weights, or a
 missing optional dependency: the overlays need matplotlib, pip install 'vggnets[explain]')."""
@@ -129,9 +131,13 @@ def run(args: argparse.Namespace) -> int:
         from ..explain import grid, save_png
 
         grid_path = save_png(
-            grid([o for o, _ in overlays], [c for _, c in overlays]), outputs["grid"], overwrite=args.force
+            grid([o for o, _ in overlays], [c for _, c in overlays]),
+            outputs["grid"],
+            overwrite=args.force,
+            metadata=provenance(args, weights=str(weights)),
         )
     doc = {
+        "produced_by": provenance(args, weights=str(weights)),
         "model": args.model,
         "weights": str(weights),
         "layer": layer,
@@ -238,6 +244,7 @@ def explain_files(files, outputs, loaded, labels, layer, target, args, device) -
     from ..io.output import atomic_write
 
     transform = loaded.transform
+    produced_by = provenance(args, weights=str(loaded.weights), layer=layer)
     records: dict[int, dict] = {}
     overlays: list = []
     bar = None
@@ -276,7 +283,7 @@ def explain_files(files, outputs, loaded, labels, layer, target, args, device) -
                     heat = result.maps[j].cpu()
                     paths = outputs["files"][i]
                     picture = overlay(crops[j], heat, alpha=args.alpha, colormap=args.colormap)
-                    save_png(picture, paths["overlay"], overwrite=args.force)
+                    save_png(picture, paths["overlay"], overwrite=args.force, metadata=produced_by)
                     if "map" in paths:
                         array = heat.numpy().astype(np.float32)
                         atomic_write(

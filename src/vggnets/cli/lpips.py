@@ -10,7 +10,15 @@ import math
 import sys
 from pathlib import Path
 
-from .common import FORMATS, add_quiet_option, add_subcommand, require_at_least, resolve_device, show_progress
+from .common import (
+    FORMATS,
+    add_quiet_option,
+    add_subcommand,
+    provenance,
+    require_at_least,
+    resolve_device,
+    show_progress,
+)
 
 HELP = "LPIPS perceptual distance between two images or two folders (pairs by file name)"
 DESCRIPTION = """\
@@ -110,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     mean = sum(values) / len(values) if values else None
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values)) if values else None
     report = {
+        "produced_by": provenance(args),
         "metric": "lpips",
         "version": metric.version,
         "backbone": f"vgg16 ({args.weights})",

@@ -118,12 +118,25 @@ def grid(
     return torch.from_numpy(_to_array(canvas)).permute(2, 0, 1).contiguous()
 
 
-def save_png(image: Tensor, path: str | Path, *, overwrite: bool = False) -> Path:
-    """Write a uint8 RGB image (3, H, W) as a PNG, atomically; an existing file is replaced only with ``overwrite``."""
-    from PIL import Image
+def save_png(
+    image: Tensor, path: str | Path, *, overwrite: bool = False, metadata: dict | None = None
+) -> Path:
+    """Write a uint8 RGB image (3, H, W) as a PNG, atomically; an existing file is replaced only with ``overwrite``.
+
+    ``metadata`` (what produced the picture) is stored as JSON in a ``vggnets`` text chunk.
+    """
+    import json
+
+    from PIL import Image, PngImagePlugin
 
     array = image.detach().cpu().permute(1, 2, 0).contiguous().numpy()
-    return atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"), overwrite=overwrite)
+    info = None
+    if metadata is not None:
+        info = PngImagePlugin.PngInfo()
+        info.add_text("vggnets", json.dumps(metadata))
+    return atomic_write(
+        path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG", pnginfo=info), overwrite=overwrite
+    )
 
 
 def _text_height(font, text: str) -> int:
