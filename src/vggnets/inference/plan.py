@@ -44,6 +44,9 @@ class EngineInfo:
     warmup_seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     backend: str = "torch"  # who runs the graph: torch, onnxruntime or openvino (see inference.backends)
+    winograd: int = (
+        0  # convolutions computed as Winograd F(2x2, 3x3) (fp32 on the CPU; see inference.winograd)
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
