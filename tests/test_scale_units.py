@@ -134,3 +134,63 @@ def test_features_engine_option_runs_the_layer_descriptor(folder, small_vgg11_fi
     assert torch.allclose(
         a["features"], b["features"], atol=0.02
     )  # uint8 crops: one grey level apart at most
+
+
+@pytest.fixture
+def as_torchrun(monkeypatch):
+    """This process as the only process torchrun started (the distributed path, without a process group)."""
+    for name, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}.items():
+        monkeypatch.setenv(name, value)
+
+
+def classify(folder: Path, weights: Path, *extra: object) -> list[str]:
+    return ["classify", str(folder), "-r", "--model", "vgg11", "--weights", str(weights), "--device", "cpu",
+            "-q", "-b", "2", "--unit-size", "4", "-k", "3", *map(str, extra)]  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", ["table", "jsonl", "json"])  # csv: the next test
+def test_classify_through_units_writes_what_one_process_writes(
+    fmt, folder, small_vgg11_file, tmp_path, capsys, monkeypatch
+):
+    target = tmp_path / f"out.{fmt}"
+    assert main(classify(folder, small_vgg11_file, "--format", fmt, "-o", target)) == 1
+    expected = target.read_bytes()
+    _, err = capsys.readouterr()
+    target.unlink()
+    for name, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(name, value)
+    assert main(classify(folder, small_vgg11_file, "--format", fmt, "-o", target)) == 0  # torchrun: 0
+    assert target.read_bytes() == expected and not parts_folder(target).exists()
+    assert capsys.readouterr().err == err and "1 of 14 inputs failed" in err
+    assert main(classify(folder, small_vgg11_file, "--format", fmt)) == 0
+    on_stdout = capsys.readouterr().out
+    monkeypatch.delenv("RANK")
+    main(classify(folder, small_vgg11_file, "--format", fmt))
+    assert on_stdout == capsys.readouterr().out
+
+
+def test_classify_resumes_committed_units_and_refuses_another_run(
+    folder, small_vgg11_file, tmp_path, capsys, monkeypatch, as_torchrun
+):
+    real, written = records.PREDICTIONS, []
+
+    def write(parts, unit, payload):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        real.write(parts, unit, payload)
+        written.append(unit.index)
+
+    target = tmp_path / "out.csv"
+    monkeypatch.setattr(records, "PREDICTIONS", Codec(write, real.read))
+    assert main(classify(folder, small_vgg11_file, "--format", "csv", "-o", target)) == 130
+    assert not target.exists() and len(list(parts_folder(target).glob("unit-*.jsonl"))) == 2
+    monkeypatch.setattr(records, "PREDICTIONS", real)
+    capsys.readouterr()
+    assert main(classify(folder, small_vgg11_file, "--format", "csv", "-o", target, "-k", "2")) == 2
+    assert "--topk: 3 then, 2 now" in capsys.readouterr().err and not target.exists()
+    assert main(classify(folder, small_vgg11_file, "--format", "csv", "-o", target, "--keep-parts")) == 0
+    assert "resumed: 2 of 4 units" in capsys.readouterr().err
+    merged = target.read_text()
+    monkeypatch.delenv("RANK")
+    assert main(classify(folder, small_vgg11_file, "--format", "csv")) == 1
+    assert capsys.readouterr().out == merged and parts_folder(target).is_dir()

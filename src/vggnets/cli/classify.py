@@ -14,14 +14,17 @@ from .common import (
     add_model_options,
     add_quiet_option,
     add_runtime_options,
+    add_scale_options,
     add_subcommand,
     check_runtime_options,
     collect_inputs,
     load_classifier,
     make_predictor,
     require_at_least,
+    run_fingerprint,
     show_progress,
     uses_engine,
+    weights_identity,
 )
 
 HELP = "top-k labels for images (files, directories, globs)"
@@ -32,7 +35,13 @@ PATH can be image files, directories (add --recursive for subfolders) or glob pa
 JPEG, PNG, WEBP, GIF, BMP and TIFF are read; grayscale, palette, RGBA, CMYK and 16-bit images are converted
 to RGB and EXIF orientation is applied. A file that cannot be read is reported and the others are still
 classified. Results are printed in the order of the inputs (a directory's or pattern's files sorted by path).
-Exit code: 0 all classified, 1 some files failed, 2 nothing was run (bad options or weights)."""
+
+Under `torchrun --nproc-per-node=K -m vggnets classify ...` each process classifies its share of the
+units (its own GPU, or its share of the CPU cores); with --output every finished unit is committed to
+OUTPUT.parts, a rerun skips what is done, and rank 0 merges the parts into OUTPUT: the same bytes as
+one process writes. Without --output rank 0 prints the results in input order.
+Exit code: 0 all classified, 1 some files failed, 2 nothing was run (bad options or weights); under
+torchrun 0 once the results are written (torchrun takes any other code for a crash and restarts)."""
 EPILOG = """\
 examples:
   vggnets classify examples/images/                 top-5 labels of every image in a folder (VGG16)
@@ -40,6 +49,7 @@ examples:
   vggnets classify 'shots/*.jpg' --model vgg19_bn --format json
   vggnets classify cat.jpg --model vgg11 --weights my_finetuned.pth --device cpu
   vggnets classify photos/ --precision int8 -b 16   fast CPU engine (first run compiles, later runs reuse it)
+  torchrun --nproc-per-node=4 -m vggnets classify photos/ -r --format csv -o labels.csv   4 processes, resumable
 
 Weights are downloaded once into $TORCH_HOME/hub/checkpoints; offline, set VGGNETS_WEIGHTS_MIRROR to a
 directory or URL that holds the files (see `vggnets download --help`), or pass --weights /path/to/file.pth."""
@@ -82,6 +92,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "JPEGs the GPU decoder refuses, are always decoded on the CPU",
     )
     add_engine_options(p)
+    add_scale_options(p)
     add_quiet_option(p)
     p.set_defaults(run=run)
 
@@ -101,9 +112,14 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.output is not None:
         check_output(args.output, overwrite=args.force)
+    require_at_least(args.unit_size, 1, "--unit-size")
     entries = collect_inputs(args.paths, recursive=args.recursive)
     if not entries:
         raise VggnetsError("no input images were given.")
+    from ..scale.ranks import launched_by_torchrun
+
+    if launched_by_torchrun():
+        return _run_on_ranks(args, device, entries)
     weights = str(args.weights)
     predictions = iter(())
     if any(isinstance(e, Path) for e in entries):
@@ -111,6 +127,11 @@ def run(args: argparse.Namespace) -> int:
     stream = ResultStream(
         args.format, args.output, args.force, model=args.model, weights=weights, options=args
     )
+    return _write_all(stream, entries, predictions, exit_code=True)
+
+
+def _write_all(stream: ResultStream, entries: list, predictions, *, exit_code: bool) -> int:
+    """Write one result per entry in input order; 1 if any failed (0 when not ``exit_code``)."""
     failed = total = 0
     try:
         for result in _in_input_order(entries, predictions):
@@ -121,36 +142,122 @@ def run(args: argparse.Namespace) -> int:
         stream.close()  # what is done stays written, also on Ctrl-C (exit 130)
     if failed:
         print(f"vggnets classify: {failed} of {total} inputs failed", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if failed and exit_code else 0
 
 
 def _predict(args: argparse.Namespace, device, files: list[Path]):
     """(weights name, iterator of predictions for ``files`` in order, one batch at a time)."""
-    from ..inference.classify import class_names, classify_files
+    loaded, predict = _classifier(args, device)
+    return str(loaded.weights), predict(files, show_progress(args))
+
+
+def _classifier(args: argparse.Namespace, device):
+    """The loaded classifier and ``predict(files, progress)``: an iterator of predictions for ``files`` in order, one
+    batch at a time (the engine, when asked for, is built on the first call)."""
     from ..io.images import DEFAULT_MAX_PIXELS
 
     decode_on_gpu = args.decode == "gpu" or (args.decode == "auto" and device.type == "cuda")
     loaded = load_classifier(args.model, args.weights, device, progress=show_progress(args))
-    model, transform, workers = loaded.model, loaded.transform, args.workers
-    if uses_engine(args):
-        model = make_predictor(loaded.model, loaded.transform, args, device)
-        transform = model.preprocess
-        if workers is None:  # decode in a worker process, overlapped with the engine
-            workers = 1 if len(files) > args.batch_size else 0
-    predictions = classify_files(
-        model,
-        files,
-        transform=transform,
-        labels=class_names(loaded.categories, loaded.model.num_classes),
-        topk=args.topk,
-        batch_size=args.batch_size,
-        device=device,
-        workers=workers or 0,
-        max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels,
-        progress=show_progress(args),
-        decode_device=device if decode_on_gpu else None,
-    )
-    return str(loaded.weights), predictions
+    built: list = []
+
+    def predict(files: list[Path], progress: bool):
+        from ..inference.classify import class_names, classify_files
+
+        model, transform, workers = loaded.model, loaded.transform, args.workers
+        if uses_engine(args):
+            if not built:
+                built.append(make_predictor(loaded.model, loaded.transform, args, device))
+            model = built[0]
+            transform = model.preprocess
+            if workers is None:  # decode in a worker process, overlapped with the engine
+                workers = 1 if len(files) > args.batch_size else 0
+        return classify_files(
+            model,
+            files,
+            transform=transform,
+            labels=class_names(loaded.categories, loaded.model.num_classes),
+            topk=args.topk,
+            batch_size=args.batch_size,
+            device=device,
+            workers=workers or 0,
+            max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels,
+            progress=progress,
+            decode_device=device if decode_on_gpu else None,
+        )
+
+    return loaded, predict
+
+
+def _run_on_ranks(args: argparse.Namespace, device, entries: list) -> int:
+    """Under torchrun: every process classifies its share of the units; rank 0 writes the results in input order
+    (merged from the parts beside --output, or gathered round by round for stdout)."""
+    from ..scale.jobs import Progress, open_parts, run_units
+    from ..scale.parts import describe_files, parts_folder
+    from ..scale.ranks import join
+    from ..scale.records import PREDICTIONS
+    from ..scale.shards import by_unit, make_units, unit_size
+
+    with join(device) as ranks:
+        files = [e for e in entries if isinstance(e, Path)]
+        size = unit_size(args.unit_size, args.batch_size)
+        loaded, predict = _classifier(args, ranks.device)
+        parts = None
+        if args.output is not None:
+            fingerprint = run_fingerprint(
+                args, describe_files(files), ranks.device, size, **{"--model": args.model,
+                "--weights": weights_identity(loaded.weights), "--topk": args.topk, "--max-pixels": args.max_pixels,
+                "--decode": args.decode},
+            )  # fmt: skip
+            parts = open_parts(
+                ranks, parts_folder(args.output), fingerprint, marker=".jsonl", restart=args.force
+            )
+
+        def work(units):
+            mine = [f for unit in units for f in unit.take(files)]
+            return by_unit(units, predict(mine, show_progress(args) and ranks.is_main) if mine else iter(()))
+
+        progress = Progress()
+        done = run_units(ranks, make_units(len(files), size), work, parts=parts, codec=PREDICTIONS,
+                         progress=progress)  # fmt: skip
+        if not ranks.is_main:
+            for _ in done:  # the other ranks take part in the collectives and yield nothing
+                pass
+            return 0
+        return _merge(args, ranks, entries, done, parts, progress, str(loaded.weights))
+
+
+def _merge(args: argparse.Namespace, ranks, entries: list, done, parts, progress, weights: str) -> int:
+    """Rank 0: the results of every unit in input order through one ResultStream; with --output, into a file in the
+    parts folder, published as --output (atomically) once complete, then the parts removed unless --keep-parts."""
+    import os
+
+    from ..io.output import atomic_write
+
+    results = iter(done)
+    first = next(results, None)  # with parts: every unit is committed once this returns
+    if progress.resumed:
+        ranks.say(
+            f"vggnets classify: resumed: {len(progress.resumed)} of {progress.units} units were done before"
+        )
+    merged = None if parts is None else parts.folder / f"merged{Path(args.output).suffix}"
+    stream = ResultStream(
+        args.format, None if merged is None else str(merged), True, model=args.model, weights=weights,
+        options=args,
+    )  # fmt: skip
+    predictions = (p for _, unit in _chain(first, results) for p in unit)
+    code = _write_all(stream, entries, predictions, exit_code=False)
+    if parts is not None:
+        atomic_write(args.output, lambda tmp: os.replace(merged, tmp), overwrite=args.force)
+        if not args.keep_parts:
+            parts.remove()
+    return code
+
+
+def _chain(first, rest):
+    """``first`` (when not None), then ``rest``."""
+    if first is not None:
+        yield first
+    yield from rest
 
 
 def _in_input_order(entries: list, predictions):
