@@ -83,17 +83,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check everything, then explain the images batch by batch; return 0, or 1 if any image failed."""
     from ..errors import VggnetsError
-    from ..explain import cam_layers, colormap_table, default_layer
-    from ..inference.classify import class_names
 
-    require_at_least(args.topk, 1, "--topk")
-    require_at_least(args.batch_size, 1, "--batch-size")
-    if not 0.0 <= args.alpha <= 1.0:
-        raise VggnetsError(f"--alpha must be between 0 and 1, got {args.alpha}.")
-    try:
-        colormap_table(args.colormap)  # matplotlib present, colormap known: before any work
-    except ValueError as exc:
-        raise VggnetsError(f"--colormap: {exc}.") from None
+    check_options(args)
     device = resolve_device(args.device)
     entries = collect_inputs(args.paths, recursive=args.recursive)
     if not entries:
@@ -105,27 +96,75 @@ def run(args: argparse.Namespace) -> int:
 
     records: dict[int, dict] = {}
     overlays: list[tuple[object, str]] = []
-    weights = args.weights
+    weights, layer = args.weights, args.layer
     if files:
-        loaded = load_classifier(args.model, args.weights, device, progress=show_progress(args))
-        weights = loaded.weights
-        model = loaded.model
-        names = cam_layers(model)
-        layer = args.layer or default_layer(model)
-        if layer not in names:
-            close = difflib.get_close_matches(layer, names, n=3)
-            hint = f" Did you mean {' or '.join(close)}?" if close else ""
-            raise VggnetsError(
-                f"--layer {layer} is not a layer of {args.model}'s convolutional part.{hint} Choose one of: "
-                f"{', '.join(names)}."
-            )
-        labels = class_names(loaded.categories, model.num_classes)
-        target = resolve_target(args.target, labels)
-        records, overlays = explain_files(files, outputs, loaded, labels, layer, target, args, device)
-    else:
-        layer = args.layer
+        from ..explain import explain_files
 
-    results = _in_input_order(entries, records)
+        loaded, layer, labels, target = load_model(args, device)
+        weights = loaded.weights
+        records, overlays = explain_files(
+            loaded.model,
+            loaded.transform,
+            files,
+            outputs["files"],
+            labels,
+            layer=layer,
+            target=target,
+            method=args.method,
+            topk=args.topk,
+            batch_size=args.batch_size,
+            alpha=args.alpha,
+            colormap=args.colormap,
+            keep_overlays=args.grid,
+            overwrite=args.force,
+            metadata=provenance(args, weights=str(loaded.weights), layer=layer),
+            device=device,
+            progress=show_progress(args),
+        )
+    doc = write_report(args, outputs, _in_input_order(entries, records), overlays, weights, layer)
+    return print_report(args, doc)
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """The numeric options and the colormap (matplotlib present, the name known), before any work."""
+    from ..errors import VggnetsError
+    from ..explain import colormap_table
+
+    require_at_least(args.topk, 1, "--topk")
+    require_at_least(args.batch_size, 1, "--batch-size")
+    if not 0.0 <= args.alpha <= 1.0:
+        raise VggnetsError(f"--alpha must be between 0 and 1, got {args.alpha}.")
+    try:
+        colormap_table(args.colormap)  # matplotlib present, colormap known: before any work
+    except ValueError as exc:
+        raise VggnetsError(f"--colormap: {exc}.") from None
+
+
+def load_model(args: argparse.Namespace, device) -> tuple[object, str, list[str], str | int]:
+    """(the loaded classifier, the checked --layer, the class names, the resolved --target)."""
+    from ..errors import VggnetsError
+    from ..explain import cam_layers, default_layer
+    from ..inference.classify import class_names
+
+    loaded = load_classifier(args.model, args.weights, device, progress=show_progress(args))
+    model = loaded.model
+    names = cam_layers(model)
+    layer = args.layer or default_layer(model)
+    if layer not in names:
+        close = difflib.get_close_matches(layer, names, n=3)
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        raise VggnetsError(
+            f"--layer {layer} is not a layer of {args.model}'s convolutional part.{hint} Choose one of: "
+            f"{', '.join(names)}."
+        )
+    labels = class_names(loaded.categories, model.num_classes)
+    return loaded, layer, labels, resolve_target(args.target, labels)
+
+
+def write_report(
+    args: argparse.Namespace, outputs: dict, results: list[dict], overlays: list, weights, layer: str | None
+) -> dict:
+    """Write the grid (with --grid and something explained) and explain.json; return the document written."""
     grid_path = None
     if args.grid and overlays:
         from ..explain import grid, save_png
@@ -149,6 +188,12 @@ def run(args: argparse.Namespace) -> int:
     from ..io.output import write_text
 
     write_text(outputs["json"], json.dumps(doc, indent=2) + "\n", overwrite=args.force)
+    return doc
+
+
+def print_report(args: argparse.Namespace, doc: dict) -> int:
+    """The results on stdout (--format), the errors on stderr; 0, or 1 if any input failed."""
+    results = doc["results"]
     if args.format == "json":
         json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -230,94 +275,6 @@ def resolve_target(text: str, labels: list[str]) -> str | int:
     raise VggnetsError(
         f"--target {value!r} is neither top1/topK, a class index, nor a category name of this model.{hint}"
     )
-
-
-def explain_files(files, outputs, loaded, labels, layer, target, args, device) -> tuple[dict, list]:
-    """Decode, explain and write batch by batch; returns (record per file position, [(overlay, caption)])."""
-    import numpy as np
-    import torch
-    from torchvision.transforms import functional as TF
-
-    from ..errors import ImageError
-    from ..explain import explain, overlay, save_png
-    from ..io.images import read_image
-    from ..io.output import atomic_write
-
-    transform = loaded.transform
-    produced_by = provenance(args, weights=str(loaded.weights), layer=layer)
-    records: dict[int, dict] = {}
-    overlays: list = []
-    bar = None
-    if show_progress(args):
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(files), desc="explain", unit="img", file=sys.stderr)
-    try:
-        for start in range(0, len(files), args.batch_size):
-            crops, inputs, positions = [], [], []
-            for i in range(start, min(start + args.batch_size, len(files))):
-                try:
-                    image = read_image(files[i])
-                except ImageError as exc:
-                    records[i] = {"file": str(files[i]), "error": str(exc)}
-                    continue
-                crop = TF.center_crop(
-                    TF.resize(
-                        image,
-                        transform.resize_size,
-                        interpolation=transform.interpolation,
-                        antialias=transform.antialias,
-                    ),
-                    transform.crop_size,
-                )
-                crops.append(crop)
-                inputs.append(
-                    TF.normalize(TF.convert_image_dtype(crop, torch.float32), transform.mean, transform.std)
-                )
-                positions.append(i)
-            if inputs:
-                result = explain(loaded.model, torch.stack(inputs).to(device), layer, target, args.method)
-                probs = result.probabilities().cpu()
-                top = probs.topk(min(args.topk, probs.shape[1]), dim=1)
-                for j, i in enumerate(positions):
-                    heat = result.maps[j].cpu()
-                    paths = outputs["files"][i]
-                    picture = overlay(crops[j], heat, alpha=args.alpha, colormap=args.colormap)
-                    save_png(picture, paths["overlay"], overwrite=args.force, metadata=produced_by)
-                    if "map" in paths:
-                        array = heat.numpy().astype(np.float32)
-                        atomic_write(
-                            paths["map"], lambda tmp, a=array: _save_npy(tmp, a), overwrite=args.force
-                        )
-                    t = int(result.targets[j])
-                    records[i] = {
-                        "file": str(files[i]),
-                        "target": {"index": t, "label": labels[t], "probability": float(probs[j, t])},
-                        "predictions": [
-                            {"rank": r + 1, "index": int(k), "label": labels[int(k)], "probability": float(p)}
-                            for r, (p, k) in enumerate(zip(top.values[j], top.indices[j]))
-                        ],
-                        "overlay": str(paths["overlay"]),
-                        "map": str(paths["map"]) if "map" in paths else None,
-                        "error": None,
-                    }
-                    if args.grid:
-                        overlays.append(
-                            (picture, f"{labels[t]} {100 * float(probs[j, t]):.1f}%  {files[i].name}")
-                        )
-            if bar is not None:
-                bar.update(min(args.batch_size, len(files) - start))
-    finally:
-        if bar is not None:
-            bar.close()
-    return records, overlays
-
-
-def _save_npy(path: Path, array) -> None:
-    import numpy as np
-
-    with open(path, "wb") as f:  # a file object: np.save adds no suffix
-        np.save(f, array)
 
 
 def _in_input_order(entries: list, records: dict[int, dict]) -> list[dict]:
