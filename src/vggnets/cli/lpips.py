@@ -6,7 +6,6 @@ import argparse
 import csv
 import io
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -102,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.output is not None:
         check_output(args.output, overwrite=args.force)
+    from ..features.lpips_pairs import measure_pairs, pair_inputs
+
     pairs, problems = pair_inputs(Path(args.a), Path(args.b), recursive=args.recursive)
     if not pairs:
         details = "; ".join(p["error"] for p in problems[:3])
@@ -113,11 +114,31 @@ def run(args: argparse.Namespace) -> int:
     metric = LPIPS(weights=args.weights, linear_weights=args.linear_weights, progress=show_progress(args)).to(
         device
     )
-    rows = measure(metric, pairs, args, device) + problems
-    values = [r["lpips"] for r in rows if r["lpips"] is not None]
-    mean = sum(values) / len(values) if values else None
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values)) if values else None
-    report = {
+    measured = measure_pairs(
+        metric,
+        pairs,
+        batch_size=args.batch_size,
+        match_size=args.match_size,
+        precision=args.precision,
+        device=device,
+        progress=show_progress(args),
+    )
+    report = build_report(args, metric, measured + problems)
+    text = {"table": format_table, "json": format_json, "csv": format_csv}[args.format](report)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        from ..io.output import write_text
+
+        write_text(args.output, text, overwrite=args.force)
+    return print_outcome(args, report)
+
+
+def build_report(args: argparse.Namespace, metric, rows: list[dict]) -> dict:
+    """The report: what produced it, the metric's settings, a row per input, and the summary over the pairs."""
+    from ..features.lpips_pairs import summarize
+
+    return {
         "produced_by": provenance(args),
         "metric": "lpips",
         "version": metric.version,
@@ -128,156 +149,26 @@ def run(args: argparse.Namespace) -> int:
         else "none (pairs of different sizes are skipped)",
         "precision": args.precision,
         "pairs": rows,
-        "summary": {"count": len(values), "mean": mean, "std": std, "failed": len(rows) - len(values)},
+        "summary": summarize(rows),
     }
-    text = {"table": format_table, "json": format_json, "csv": format_csv}[args.format](report)
-    if args.output is None:
-        sys.stdout.write(text)
-    else:
-        from ..io.output import write_text
 
-        write_text(args.output, text, overwrite=args.force)
+
+def print_outcome(args: argparse.Namespace, report: dict) -> int:
+    """The errors (unless the table on stdout showed them), the summary with csv, and the count of failures on stderr;
+    0, or 1 if any input failed."""
+    rows, s = report["pairs"], report["summary"]
     failed = [r for r in rows if r["error"]]
     if args.format != "table" or args.output is not None:
         for r in failed:
             print(f"vggnets lpips: error: {r['error']}", file=sys.stderr)
-    if args.format == "csv" and values:
-        print(f"vggnets lpips: mean {mean:.6f}, std {std:.6f} over {len(values)} pairs", file=sys.stderr)
+    if args.format == "csv" and s["count"]:
+        print(
+            f"vggnets lpips: mean {s['mean']:.6f}, std {s['std']:.6f} over {s['count']} pairs",
+            file=sys.stderr,
+        )
     if failed:
         print(f"vggnets lpips: {len(failed)} of {len(rows)} inputs failed or had no partner", file=sys.stderr)
     return 1 if failed else 0
-
-
-def pair_inputs(a: Path, b: Path, *, recursive: bool) -> tuple[list[tuple[Path, Path]], list[dict]]:
-    """(pairs in A's order, a row for every input that cannot be paired)."""
-    from ..errors import VggnetsError
-    from ..io.images import collect_images
-
-    for side, path in (("A", a), ("B", b)):
-        if not path.exists():
-            raise VggnetsError(
-                f"{side} ({path}) does not exist; give two image files or two folders of images."
-            )
-    if a.is_file() and b.is_file():
-        return [(a, b)], []
-    if a.is_dir() != b.is_dir():
-        folder, file = (a, b) if a.is_dir() else (b, a)
-        raise VggnetsError(
-            f"{folder} is a folder but {file} is a file; give two image files, or two folders whose images are "
-            "paired by file name."
-        )
-    sides = []
-    problems: list[dict] = []
-    for root in (a, b):
-        files, missing = collect_images([str(root)], recursive=recursive)
-        problems += [_problem(str(p), None, msg) for p, msg in missing]
-        keyed: dict[str, list[Path]] = {}
-        for f in files:
-            keyed.setdefault(f.relative_to(root).with_suffix("").as_posix(), []).append(f)
-        sides.append(keyed)
-    first, second = sides
-    pairs = []
-    for key, found in first.items():
-        partners = second.get(key, [])
-        if len(found) > 1 or len(partners) > 1:
-            names = ", ".join(str(p) for p in found + partners)
-            problems.append(
-                _problem(
-                    str(found[0]),
-                    None,
-                    f"{names}: more than one image is named {key!r}; rename one so the pairs are unambiguous",
-                )
-            )
-        elif not partners:
-            problems.append(_problem(str(found[0]), None, f"{found[0]} has no partner named {key}.* in {b}"))
-        else:
-            pairs.append((found[0], partners[0]))
-    for key, partners in second.items():
-        if key not in first:
-            problems.append(
-                _problem(None, str(partners[0]), f"{partners[0]} has no partner named {key}.* in {a}")
-            )
-    return pairs, problems
-
-
-def measure(metric, pairs: list[tuple[Path, Path]], args: argparse.Namespace, device) -> list[dict]:
-    """One row per pair, in order; pairs of the same size run together in batches of --batch-size."""
-    import contextlib
-
-    import torch
-    import torch.nn.functional as F
-
-    from ..errors import ImageError
-    from ..io.images import read_image
-
-    rows: list[dict] = []
-    batch: list[tuple[dict, torch.Tensor, torch.Tensor]] = []
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-    bar = None
-    if show_progress(args):
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(pairs), desc="lpips", unit="pair", file=sys.stderr)
-
-    def flush() -> None:
-        if not batch:
-            return
-        a = torch.stack([x for _, x, _ in batch]).to(device)
-        b = torch.stack([y for _, _, y in batch]).to(device)
-        with torch.inference_mode(), autocast:
-            values = metric(a, b, normalize=True).flatten().float().cpu().tolist()
-        for (row, _, _), value in zip(batch, values):
-            row["lpips"] = value
-        if bar is not None:
-            bar.update(len(batch))
-        batch.clear()
-
-    try:
-        for pa, pb in pairs:
-            row = _problem(str(pa), str(pb), None)
-            rows.append(row)
-            try:
-                x = read_image(pa).float() / 255
-                y = read_image(pb).float() / 255
-            except ImageError as exc:
-                row["error"] = str(exc)
-                if bar is not None:
-                    bar.update(1)
-                continue
-            if x.shape != y.shape:
-                if not args.match_size:
-                    row["error"] = (
-                        f"{pa} is {x.shape[2]}x{x.shape[1]} but {pb} is {y.shape[2]}x{y.shape[1]} pixels; LPIPS "
-                        "compares images of the same size (pass --match-size to resize B to A's size)"
-                    )
-                    if bar is not None:
-                        bar.update(1)
-                    continue
-                y = F.interpolate(
-                    y[None], size=x.shape[1:], mode="bilinear", antialias=True, align_corners=False
-                )[0]
-                y = y.clamp(0, 1)
-            row["size"] = f"{x.shape[2]}x{x.shape[1]}"
-            if min(x.shape[1:]) < 16:
-                row["error"] = f"{pa} is {row['size']} pixels; LPIPS needs at least 16x16"
-                if bar is not None:
-                    bar.update(1)
-                continue
-            if batch and batch[0][1].shape != x.shape:
-                flush()
-            batch.append((row, x, y))
-            if len(batch) == args.batch_size:
-                flush()
-        flush()
-    finally:
-        if bar is not None:
-            bar.close()
-    return rows
-
-
-def _problem(a: str | None, b: str | None, error: str | None) -> dict:
-    return {"a": a, "b": b, "size": None, "lpips": None, "error": error}
 
 
 def format_table(report: dict) -> str:
