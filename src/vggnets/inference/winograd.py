@@ -58,14 +58,16 @@ class WinogradConv2d(nn.Module):
 
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
+        dtype = conv.weight.dtype
         weight = conv.weight.detach().float()  # (K, C, 3, 3)
         g = torch.tensor(_G, dtype=weight.dtype, device=weight.device)
         u = torch.einsum("ai,kcij,bj->abkc", g, weight, g).reshape(16, conv.out_channels, conv.in_channels)
+        u = u.to(dtype)
         # one constant weight per GEMM, laid out as a linear layer's (out, in): freezing packs each for oneDNN
         self.weights = nn.ParameterList(
             nn.Parameter(u[i].contiguous(), requires_grad=False) for i in range(16)
         )
-        bias = conv.bias.detach().float() if conv.bias is not None else torch.zeros(conv.out_channels)
+        bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=dtype)
         self.bias = nn.Parameter(bias, requires_grad=False)
         self.conv = conv  # for odd sizes
 
