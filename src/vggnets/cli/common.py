@@ -160,11 +160,9 @@ def settle_model(args: argparse.Namespace) -> None:
     vgg16 (for subcommands whose --model defaults to None)."""
     if getattr(args, "model", "") is not None:
         return
-    from ..models.meta import weights_architecture
+    from ..models.meta import default_model
 
-    weights = getattr(args, "weights", None)
-    path = Path(str(weights)).expanduser() if weights is not None else None
-    args.model = (weights_architecture(path) if path is not None and path.is_file() else None) or "vgg16"
+    args.model = default_model(None, getattr(args, "weights", None))
 
 
 def resolve_weights_option(model_name: str, weights_arg: object):

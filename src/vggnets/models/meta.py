@@ -27,6 +27,15 @@ def weights_architecture(weights: Any) -> str | None:
     return architecture if isinstance(architecture, str) else None
 
 
+def default_model(model: str | None, weights: Any) -> str:
+    """``model``, or when None (a command line's ``--model`` left out): the architecture a checkpoint file given as
+    ``weights`` records, else vgg16."""
+    if model is not None:
+        return model
+    path = Path(str(weights)).expanduser() if weights is not None else None
+    return (weights_architecture(path) if path is not None and path.is_file() else None) or "vgg16"
+
+
 def weights_preprocessing(weights: Any) -> ImageClassification:
     """The preprocessing to classify with: the published preset, the one a vggnets run was trained with (from the
     file's record), else ImageNet's 256/224 with ImageNet's mean and std."""

@@ -92,14 +92,11 @@ class EmbedRunner:
 
 
 def model_name(model: str | None, weights: Any) -> str:
-    """``model``, or when None (as the command line's ``--model`` left out): the architecture a checkpoint file given
-    as ``weights`` records, else vgg16."""
-    if model is not None:
-        return model
-    from ..models.meta import weights_architecture
+    """``model``, or the architecture the checkpoint ``weights`` records, else vgg16 (see
+    :func:`vggnets.models.meta.default_model`)."""
+    from ..models.meta import default_model
 
-    path = Path(str(weights)).expanduser() if weights is not None else None
-    return (weights_architecture(path) if path is not None and path.is_file() else None) or "vgg16"
+    return default_model(model, weights)
 
 
 def classifier_runner(
