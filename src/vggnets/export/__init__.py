@@ -43,7 +43,8 @@ through :func:`vggnets.io.output.atomic_write`); an existing output is never rep
 
 api.py                 ``export_model`` and its report
 arguments.py           the checks of a request before anything is written
-common.py              formats, precisions, the module to export, example inputs, what every exporter shares
+common.py              formats, precisions, the job every exporter takes, file metadata, the module to export,
+                       example inputs
 verify.py              the comparison of a reloaded export with the eager model, and the tolerances
 onnx_format.py         ONNX (dynamo exporter, TorchScript-based fallback), checked in onnxruntime
 torch_formats.py       TorchScript and torch.export programs

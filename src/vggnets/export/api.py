@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..core.vgg import VGG
 from ..io.output import atomic_write
-from ..version import __version__
 from .arguments import check_output, check_request
+from .common import ExportJob, ExportResult, file_metadata
 from .onnx_format import export_onnx
-from .safetensors_format import export_safetensors, model_name
+from .safetensors_format import export_safetensors
 from .torch_formats import export_program, export_torchscript
 
-#: The exporter of each format: (model, tmp, size, dense, precision, verify, opset, metadata=) -> (exporter, diff,
-#: check); ``metadata`` (str -> str) goes where the format keeps metadata.
+#: The exporter of each format: (job, tmp) -> (exporter, diff, check); see :class:`~vggnets.export.common.ExportJob`.
 EXPORTERS = {
     "onnx": export_onnx,
     "torchscript": export_torchscript,
@@ -101,40 +100,37 @@ def export_model(
     size = check_request(model, format, input_size, dense, precision, verify)
     output = Path(output).expanduser()
     check_output(output, format, overwrite)
-    done: dict[str, Any] = {}
-    about = file_metadata(model, precision, metadata)
-
-    def write(tmp: Path) -> None:
-        done["exporter"], done["diff"], done["check"] = EXPORTERS[format](
-            model, tmp, size, dense, precision, verify, opset, metadata=about
-        )
-        done["bytes"] = tmp.stat().st_size
-
-    was_training = model.training
-    model.eval()
-    try:
-        atomic_write(output, write, overwrite=overwrite)
-    finally:
-        model.train(was_training)
+    job = ExportJob(model, size, dense, precision, verify, opset, file_metadata(model, precision, metadata))
+    (exporter, diff, check), written = _publish(job, EXPORTERS[format], output, overwrite)
     return ExportReport(
         path=output,
         format=format,
         input_size=size,
         dense=dense,
         precision=precision,
-        bytes=done["bytes"],
-        max_abs_diff=done["diff"],
-        check=done["check"],
+        bytes=written,
+        max_abs_diff=diff,
+        check=check,
         seconds=time.perf_counter() - start,
-        exporter=done["exporter"],
+        exporter=exporter,
     )
 
 
-def file_metadata(model: VGG, precision: str, extra: Mapping[str, str] | None) -> dict[str, str]:
-    """What every exported file says about itself: vggnets' version, the model's name, the precision, and ``extra``."""
-    about = {"library": f"vggnets {__version__}", "precision": precision}
-    name = model_name(model)
-    if name:
-        about["model"] = name
-    about.update({str(k): str(v) for k, v in (extra or {}).items()})
-    return about
+def _publish(
+    job: ExportJob, exporter: Callable[[ExportJob, Path], ExportResult], output: Path, overwrite: bool
+) -> tuple[ExportResult, int]:
+    """Run ``exporter`` on a temporary file with the model in eval mode (its training flag restored afterwards),
+    then move the file into place; the exporter's result and the file's size in bytes."""
+    done: dict[str, Any] = {}
+
+    def write(tmp: Path) -> None:
+        done["result"] = exporter(job, tmp)
+        done["bytes"] = tmp.stat().st_size
+
+    was_training = job.model.training
+    job.model.eval()
+    try:
+        atomic_write(output, write, overwrite=overwrite)
+    finally:
+        job.model.train(was_training)
+    return done["result"], done["bytes"]

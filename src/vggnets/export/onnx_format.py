@@ -7,16 +7,14 @@ The file is a single .onnx with the weights inside (VGG is far below ONNX's 2 GB
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..core.vgg import VGG, device_of
 from ..errors import ExportError, MissingDependencyError
 from ..io.checkpoint import first_line
-from .common import DTYPES, dynamic_shapes, example_input, export_module, quiet
+from .common import NOT_VERIFIED, ExportJob, ExportResult, dynamic_shapes, export_inputs, quiet
 from .verify import compare
 
 ONNX_EXTRA = "pip install 'vggnets[onnx]'"
@@ -39,23 +37,12 @@ def require_onnx(verify: bool) -> None:
         )
 
 
-def export_onnx(
-    model: VGG,
-    tmp: Path,
-    size: int | None,
-    dense: bool,
-    precision: str,
-    verify: bool,
-    opset: int | None,
-    *,
-    metadata: Mapping[str, str] | None = None,
-) -> tuple[str, float | None, str]:
-    """Write ``tmp`` with the dynamo exporter, else the TorchScript one (``metadata`` in the model's
+def export_onnx(job: ExportJob, tmp: Path) -> ExportResult:
+    """Write ``tmp`` with the dynamo exporter, else the TorchScript one (the metadata in the model's
     ``metadata_props``); check it in onnxruntime with ``verify``. An OSError (the file cannot be written) is not
     an exporter's failure: it propagates as it is, for the writer to report."""
-    module = export_module(model, dense, precision)
-    x = example_input(size, device_of(module), DTYPES[precision])
-    metadata = dict(metadata or {})
+    module, x = export_inputs(job)
+    size, dense, opset, metadata = job.size, job.dense, job.opset, dict(job.metadata)
     try:
         _onnx_export(module, x, tmp, size, dense, opset, metadata, dynamo=True)
         exporter = "torch.onnx dynamo"
@@ -72,9 +59,9 @@ def export_onnx(
             raise ExportError(f"ONNX export failed. {errors}.{_fallback_hint(size, dense)}") from exc
         exporter = "torch.onnx TorchScript (fallback)"
     del module
-    if not verify:
-        return exporter, None, "not verified (verify=False)"
-    diff, check = _check_in_onnxruntime(model, tmp, size, dense, precision)
+    if not job.verify:
+        return exporter, None, NOT_VERIFIED
+    diff, check = _check_in_onnxruntime(job, tmp)
     return exporter, diff, check
 
 
@@ -131,9 +118,7 @@ def _fallback_hint(size: int | None, dense: bool) -> str:
     )
 
 
-def _check_in_onnxruntime(
-    model: VGG, tmp: Path, size: int | None, dense: bool, precision: str
-) -> tuple[float, str]:
+def _check_in_onnxruntime(job: ExportJob, tmp: Path) -> tuple[float, str]:
     """The written file in onnxruntime's CPU provider against the eager model."""
     import onnxruntime as ort
 
@@ -143,4 +128,4 @@ def _check_in_onnxruntime(
     def run(batch: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(session.run(None, {input_name: batch.cpu().numpy()})[0])
 
-    return compare(model, dense, precision, size, run, "onnxruntime CPUExecutionProvider")
+    return compare(job.model, job.dense, job.precision, job.size, run, "onnxruntime CPUExecutionProvider")

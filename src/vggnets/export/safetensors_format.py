@@ -6,34 +6,22 @@ size, and the dense view uses the same weights).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
-from ..core.layout import guess_architecture
 from ..core.vgg import VGG
 from ..errors import ExportError
 from ..models.builders import build
-from ..version import __version__
-from .common import DTYPES
+from .common import DTYPES, NOT_VERIFIED, ExportJob, ExportResult, model_name
 
 
-def export_safetensors(
-    model: VGG,
-    tmp: Path,
-    size: int | None,
-    dense: bool,
-    precision: str,
-    verify: bool,
-    opset: int | None,
-    *,
-    metadata: Mapping[str, str] | None = None,
-) -> tuple[str, float | None, str]:
-    """Write the floating tensors cast to ``precision``, with ``metadata`` in the file's header; with ``verify``,
+def export_safetensors(job: ExportJob, tmp: Path) -> ExportResult:
+    """Write the floating tensors cast to the precision, with the metadata in the file's header; with ``verify``,
     rebuild the model from the file and compare."""
     from safetensors.torch import save_file
 
+    model, precision = job.model, job.precision
     dtype = DTYPES[precision]
     state = {
         key: (
@@ -41,13 +29,10 @@ def export_safetensors(
         ).contiguous()
         for key, value in model.state_dict().items()
     }
+    save_file(state, str(tmp), metadata={**job.metadata, "format": "pt"})
+    if not job.verify:
+        return "safetensors", None, NOT_VERIFIED
     name = model_name(model)
-    header = {"library": f"vggnets {__version__}", "precision": precision, **(metadata or {}), "format": "pt"}
-    if name:
-        header.setdefault("model", name)
-    save_file(state, str(tmp), metadata=header)
-    if not verify:
-        return "safetensors", None, "not verified (verify=False)"
     if name is None:
         raise ExportError(
             "cannot verify the safetensors file: the model has no configuration name (build it with "
@@ -60,15 +45,6 @@ def export_safetensors(
         f"the weights vs the model{rounding}"
     )
     return "safetensors", worst, check
-
-
-def model_name(model: VGG) -> str | None:
-    """The configuration name of a model: its ``name`` (set by the builders), else a unique layout match."""
-    name = getattr(model, "name", None)
-    if isinstance(name, str):
-        return name
-    guesses = guess_architecture(model.state_dict())
-    return guesses[0] if len(guesses) == 1 else None
 
 
 def _check_rebuilt(model: VGG, name: str, tmp: Path, state: dict[str, torch.Tensor]) -> float:

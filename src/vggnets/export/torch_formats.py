@@ -9,103 +9,70 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..core.vgg import VGG, device_of
+from ..core.vgg import device_of
 from ..errors import ExportError
 from ..io.checkpoint import first_line
-from .common import DTYPES, dynamic_shapes, example_input, export_module, quiet
+from .common import NOT_VERIFIED, ExportJob, ExportResult, dynamic_shapes, export_inputs, quiet
 from .verify import compare
 
 #: The file inside TorchScript and torch.export archives that holds the export's metadata (JSON).
 METADATA_FILE = "vggnets.json"
 
 
-def export_torchscript(
-    model: VGG,
-    tmp: Path,
-    size: int | None,
-    dense: bool,
-    precision: str,
-    verify: bool,
-    opset: int | None,
-    *,
-    metadata: Mapping[str, str] | None = None,
-) -> tuple[str, float | None, str]:
-    """Trace at the example size and save (``metadata`` as ``vggnets.json`` in the archive); reload with
+def export_torchscript(job: ExportJob, tmp: Path) -> ExportResult:
+    """Trace at the example size and save (the metadata as ``vggnets.json`` in the archive); reload with
     ``torch.jit.load`` to check it (``opset`` does not apply)."""
-    extra = {METADATA_FILE: json.dumps(dict(metadata or {}))}
+    extra = _archive_files(job)
 
     def save(module: nn.Module, x: torch.Tensor) -> None:
         with quiet(), torch.no_grad():
             torch.jit.save(torch.jit.trace(module, (x,), check_trace=False), str(tmp), _extra_files=extra)
 
     def load() -> nn.Module:
-        return torch.jit.load(str(tmp), map_location=device_of(model))
+        return torch.jit.load(str(tmp), map_location=device_of(job.model))
 
-    return _export_and_check(
-        model,
-        size,
-        dense,
-        precision,
-        verify,
-        save,
-        load,
-        "torch.jit.trace",
-        "torch.jit.load",
-        "TorchScript export",
-    )
+    return _export_and_check(job, save, load, "torch.jit.trace", "torch.jit.load", "TorchScript export")
 
 
-def export_program(
-    model: VGG,
-    tmp: Path,
-    size: int | None,
-    dense: bool,
-    precision: str,
-    verify: bool,
-    opset: int | None,
-    *,
-    metadata: Mapping[str, str] | None = None,
-) -> tuple[str, float | None, str]:
-    """``torch.export.export`` and ``torch.export.save`` (``metadata`` as ``vggnets.json`` in the archive); reload
+def export_program(job: ExportJob, tmp: Path) -> ExportResult:
+    """``torch.export.export`` and ``torch.export.save`` (the metadata as ``vggnets.json`` in the archive); reload
     with ``torch.export.load`` to check it."""
-    extra = {METADATA_FILE: json.dumps(dict(metadata or {}))}
+    extra = _archive_files(job)
 
     def save(module: nn.Module, x: torch.Tensor) -> None:
-        with quiet(), _size_oblivious(size is None):
-            program = torch.export.export(module, (x,), dynamic_shapes=dynamic_shapes(size, dense))
+        with quiet(), _size_oblivious(job.size is None):
+            program = torch.export.export(module, (x,), dynamic_shapes=dynamic_shapes(job.size, job.dense))
             torch.export.save(program, str(tmp), extra_files=extra)
 
     def load() -> nn.Module:
         return torch.export.load(str(tmp)).module()
 
     runtime = "torch.export.load(...).module()"
-    return _export_and_check(
-        model, size, dense, precision, verify, save, load, "torch.export", runtime, "torch.export"
-    )
+    return _export_and_check(job, save, load, "torch.export", runtime, "torch.export")
+
+
+def _archive_files(job: ExportJob) -> dict[str, str]:
+    """The extra files of a TorchScript or torch.export archive: the job's metadata as JSON."""
+    return {METADATA_FILE: json.dumps(dict(job.metadata))}
 
 
 def _export_and_check(
-    model: VGG,
-    size: int | None,
-    dense: bool,
-    precision: str,
-    verify: bool,
+    job: ExportJob,
     save: Callable[[nn.Module, torch.Tensor], None],
     load: Callable[[], nn.Module],
     exporter: str,
     runtime: str,
     what: str,
-) -> tuple[str, float | None, str]:
+) -> ExportResult:
     """``save(module, example)`` (ExportError naming ``what`` if it fails), then, with ``verify``, compare ``load()``
     with the eager model."""
-    module = export_module(model, dense, precision)
-    x = example_input(size, device_of(module), DTYPES[precision])
+    module, x = export_inputs(job)
     try:
         save(module, x)
     except OSError:
@@ -113,11 +80,11 @@ def _export_and_check(
     except Exception as exc:
         raise ExportError(f"{what} failed: {type(exc).__name__}: {first_line(exc)}.") from exc
     del module
-    if not verify:
-        return exporter, None, "not verified (verify=False)"
+    if not job.verify:
+        return exporter, None, NOT_VERIFIED
     with quiet():
         loaded = load()
-    diff, check = compare(model, dense, precision, size, loaded, runtime)
+    diff, check = compare(job.model, job.dense, job.precision, job.size, loaded, runtime)
     return exporter, diff, check
 
 
