@@ -16,7 +16,7 @@ import torch
 from test_inference_engine import MEAN, SIZE, STD, build, cosine, photos, reference
 
 import vggnets
-from vggnets.bench import peaks, peers
+from vggnets.bench import peaks, peers, ratios
 from vggnets.errors import MissingDependencyError, VggnetsError
 from vggnets.inference import backends, onnx_models
 from vggnets.inference.graph import prepare
@@ -166,19 +166,19 @@ def test_parse_peers_and_skips(monkeypatch):
 
 def test_peer_ratios_compare_with_the_best_peer_at_each_precision():
     rows = [
-        {"path": "baseline", "precision": "fp32", "images_per_s": 4.0},
-        {"path": "ours fp32", "precision": "fp32", "images_per_s": 6.0},
-        {"path": "ours bf16", "precision": "bf16", "images_per_s": 12.0},
-        {"path": "ours int8", "precision": "int8", "images_per_s": 27.0},
-        {"path": "onnxruntime fp32", "precision": "fp32", "images_per_s": 7.5},
-        {"path": "openvino fp32", "precision": "fp32", "images_per_s": 3.0},
-        {"path": "openvino int8", "precision": "int8", "images_per_s": 13.5},
+        {"path": "baseline", "compile": "none", "precision": "fp32", "images_per_s": 4.0},
+        {"path": "ours fp32", "compile": "aot", "precision": "fp32", "images_per_s": 6.0},
+        {"path": "ours bf16", "compile": "aot", "precision": "bf16", "images_per_s": 12.0},
+        {"path": "ours int8", "compile": "aot", "precision": "int8", "images_per_s": 27.0},
+        {"path": "onnxruntime fp32", "compile": "onnxruntime", "precision": "fp32", "images_per_s": 7.5},
+        {"path": "openvino fp32", "compile": "openvino", "precision": "fp32", "images_per_s": 3.0},
+        {"path": "openvino int8", "compile": "openvino", "precision": "int8", "images_per_s": 13.5},
     ]
-    ratios = {r["path"]: r for r in peers.peer_ratios(rows)}
-    assert ratios["ours fp32"]["best_peer"] == "onnxruntime fp32" and ratios["ours fp32"]["ratio"] == 0.8
-    assert ratios["ours int8"]["ratio"] == 2.0 and ratios["ours bf16"]["best_peer"] is None
+    by_path = {r["path"]: r for r in ratios.peer_ratios(rows)}
+    assert by_path["ours fp32"]["best_peer"] == "onnxruntime fp32" and by_path["ours fp32"]["ratio"] == 0.8
+    assert by_path["ours int8"]["ratio"] == 2.0 and by_path["ours bf16"]["best_peer"] is None
     text = "\n".join(
-        peers.format_peers({"peer_ratios": list(ratios.values()), "peers_skipped": ["x: skipped"]})
+        ratios.format_peers({"peer_ratios": list(by_path.values()), "peers_skipped": ["x: skipped"]})
     )
     assert (
         "| ours fp32 (fp32) | 6.00 | onnxruntime fp32 | 7.50 | **0.80x** |" in text and "- x: skipped" in text

@@ -5,8 +5,8 @@ to ONNX by us, through ``vggnets.optimize(..., backend=peer)``: the same inputs,
 rows, in the same process, measured the same way (cold and warm first prediction, images/s, batch-1 latency, peak
 memory, agreement with the fp32 baseline). The paths: ONNX Runtime fp32 and int8 (QDQ from its static quantizer,
 calibrated on the images our int8 path is calibrated on), OpenVINO fp32, bf16 (its inference-precision hint) and int8
-(the same QDQ model). A peer that is not installed is skipped with one line. :func:`peer_ratios` compares each of our
-precisions with the best peer at that precision.
+(the same QDQ model). A peer that is not installed is skipped with one line. :mod:`.ratios` compares each of our precisions
+with the best peer at that precision.
 """
 
 from __future__ import annotations
@@ -133,47 +133,3 @@ def measure_peer(
     row = make_row(f"{peer} {precision}", info.precision, peer, timings, s.batch_size, s.flops, s.peaks)
     row.update(agreement(logits, reference), warnings=list(info.warnings))
     return row
-
-
-def peer_ratios(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """For each of our paths (``ours <precision>``): the best peer at the precision it runs at, and ours / peer."""
-    peers = [r for r in rows if r["path"].split(" ")[0] in PEERS]
-    out = []
-    for row in rows:
-        if not row["path"].startswith("ours "):
-            continue
-        same = [p for p in peers if p["precision"] == row["precision"]]
-        best = max(same, key=lambda p: p["images_per_s"], default=None)
-        out.append(
-            {
-                "path": row["path"],
-                "precision": row["precision"],
-                "images_per_s": row["images_per_s"],
-                "best_peer": best["path"] if best else None,
-                "best_peer_images_per_s": best["images_per_s"] if best else None,
-                "ratio": row["images_per_s"] / best["images_per_s"] if best else None,
-            }
-        )
-    return out
-
-
-def format_peers(report: dict[str, Any]) -> list[str]:
-    """Lines for the text report: ours against the best peer at each precision, and the skipped peers."""
-    ratios = report.get("peer_ratios") or []
-    skipped = report.get("peers_skipped") or []
-    if not ratios and not skipped:
-        return []
-    lines = [
-        "",
-        "| ours | img/s | best peer at that precision | its img/s | ours / peer |",
-        "|---|---|---|---|---|",
-    ]
-    for r in ratios:
-        peer = r["best_peer"] or "–"
-        peer_ips = "–" if r["best_peer_images_per_s"] is None else f"{r['best_peer_images_per_s']:.2f}"
-        ratio = "–" if r["ratio"] is None else f"**{r['ratio']:.2f}x**"
-        lines.append(
-            f"| {r['path']} ({r['precision']}) | {r['images_per_s']:.2f} | {peer} | {peer_ips} | {ratio} |"
-        )
-    lines += [f"- {line}" for line in skipped]
-    return lines

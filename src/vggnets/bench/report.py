@@ -16,6 +16,8 @@ import torch
 from ..errors import MissingDependencyError
 from ..io.output import atomic_write, write_text
 from .measure import Timings, device_peaks, percentile
+from .peaks import format_peaks, machine_peaks
+from .ratios import PEER_RUNTIMES, format_peers
 
 #: Keys of each row in the JSON output (stable: scripts read them).
 ROW_KEYS = (
@@ -47,7 +49,7 @@ def describe_run(
     model: str, *, batch_size: int, image_size: int, width: float, device: torch.device, measure_peaks: bool
 ) -> dict[str, Any]:
     """The head of a report: the settings, the device and CPU, versions, threads and (when asked) the measured matmul
-    peaks of the device."""
+    peaks of the device and the peak reference "of peak" is measured against (best of conv and matmul primitives)."""
     from ..inference.machine import describe_cpu
     from ..version import __version__
 
@@ -63,6 +65,7 @@ def describe_run(
     }
     if measure_peaks:
         report["matmul_peaks"] = device_peaks(device)
+        report["peaks"] = machine_peaks(device, report["matmul_peaks"])
     return report
 
 
@@ -137,6 +140,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"{report['threads']} threads, torch {report['versions']['torch']}"
         + (f", torchao {report['versions']['torchao']}" if "torchao" in report["versions"] else ""),
         format_cpu(cpu) if report["device"] == "cpu" else f"GPU: {report['device']}",
+        *filter(None, [format_peaks(report.get("peaks"))]),
         f"baseline: {report['baseline']}; {report['gflop_per_image']:.3g} GFLOP per image; agreement measured on "
         f"{report['agreement_images']} real photos against the baseline's fp32 logits",
         "",
@@ -145,6 +149,7 @@ def format_report(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_table_row(r) for r in report["rows"]]
+    lines += format_peers(report)
     e2e = report.get("end_to_end")
     if e2e:
         fraction = e2e["fraction_of_model_only"]
@@ -163,7 +168,8 @@ def format_report(report: dict[str, Any]) -> str:
 
 def _table_row(r: dict[str, Any]) -> str:
     return (
-        f"| {r['path']} | {r['precision']}, compile {r['compile']} | {r['images_per_s']:.2f} | "
+        f"| {r['path']} | {r['precision']}, {'' if r['compile'] in PEER_RUNTIMES else 'compile '}{r['compile']} | "
+        f"{r['images_per_s']:.2f} | "
         f"**{r['speedup']:.2f}x** | {r['latency_p50_ms']:.1f} / {r['latency_p99_ms']:.1f} | "
         f"{r['latency_speedup']:.2f}x | {r['peak_memory_mib']:.0f} | "
         f"{r['cold_first_prediction_s']:.1f} / {r['warm_first_prediction_s']:.1f} | {r['gflops']:.0f} | "

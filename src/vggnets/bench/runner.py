@@ -25,6 +25,7 @@ from ..inference.calibration import fill_batch, load_calibration_images
 from ..inference.graph import CropUint8, InputSpec, input_spec
 from ..inference.plan import PRECISIONS
 from .measure import PeakMemory, Timings, agreement, flops_per_image, fresh_compile_caches, sync, time_calls
+from .ratios import peer_ratios
 from .report import describe_run, finish_rows, make_row
 
 TORCHVISION_BUILDERS = ("vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn")
@@ -89,6 +90,7 @@ class Setup:
     device: torch.device
     flops: float = 0.0
     peaks: dict[str, float | None] = field(default_factory=dict)
+    backend: str = "torch"  # who runs our paths (optimize's backend; the peers are measured separately)
 
     def engine(self, model: nn.Module, precision: str, compile: bool | str, *, warmup: bool = True) -> Any:
         """``vggnets.optimize`` for this benchmark's batch size, input size and normalisation."""
@@ -105,6 +107,7 @@ class Setup:
             std=self.spec.std,
             resize_size=self.spec.resize_size,
             warmup=warmup,
+            backend=self.backend,
         )
 
 
@@ -127,14 +130,17 @@ def run_benchmark(
     end_to_end: bool = True,
     measure_peaks: bool = True,
     log: Callable[[str], None] | None = None,
+    peers: Sequence[str] = (),
+    backend: str = "torch",
 ) -> dict[str, Any]:
-    """Run the baseline and each precision of the engine; return a JSON-ready report (see ``ROW_KEYS``)."""
+    """Run the baseline, each precision of the engine (through ``backend``) and the ``peers`` (``vggnets.bench.peers``)
+    at those precisions; return a JSON-ready report (see ``ROW_KEYS``)."""
     from ..models.builders import build
 
     say = log or (lambda _msg: None)
     dev = torch.device(device)
     if measure_peaks:
-        say("measuring matmul peaks")
+        say("measuring the peaks (matmul and convolution primitives)")
     report = describe_run(
         model,
         batch_size=batch_size,
@@ -149,17 +155,16 @@ def run_benchmark(
     spec = input_spec(weights, image_size=image_size)
     crops = photo_crops(images, spec.image_size, spec.resize_size)
     s = Setup(fill_batch(crops, batch_size), crops, spec, batch_size, iterations, latency_iterations, dev)
-    s.flops, s.peaks = flops_per_image(ours, image_size), report.get("matmul_peaks") or {}
+    s.flops, s.peaks, s.backend = flops_per_image(ours, image_size), report.get("peaks") or {}, backend
     report.update(agreement_images=len(crops), gflop_per_image=s.flops / 1e9)
 
     say("baseline: building and timing")
     base_row, reference = measure_baseline(model, state, width, s)
     report["baseline"] = base_row.pop("label")
-    rows: list[dict[str, Any]] = [base_row]
-    done: dict[tuple[str, str], dict[str, Any]] = {}
-    for precision in precisions:
-        rows.append(measure_engine(ours, precision, compile, s, reference, done, say))
-    report["rows"] = finish_rows(rows)
+    rows, skipped = measure_rows(ours, precisions, compile, peers, s, reference, say)
+    report["rows"] = finish_rows([base_row, *rows])
+    if peers:
+        report.update(peer_ratios=peer_ratios(report["rows"]), peers_skipped=skipped)
 
     if images is not None and end_to_end:
         say("end to end on the image folder")
@@ -168,6 +173,28 @@ def run_benchmark(
             images, ours, state, model, width, precisions[-1], compile, s, model_only=model_only
         )
     return report
+
+
+def measure_rows(
+    model: nn.Module,
+    precisions: Sequence[str],
+    compile: bool | str,
+    peers: Sequence[str],
+    s: Setup,
+    reference: torch.Tensor,
+    say: Callable[[str], None],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Our engine at each precision, then each peer at the precisions it runs; and a line per peer skipped."""
+    from .peers import measure_peers
+
+    rows: list[dict[str, Any]] = []
+    done: dict[tuple[str, str], dict[str, Any]] = {}
+    for precision in precisions:
+        rows.append(measure_engine(model, precision, compile, s, reference, done, say))
+    if not peers:
+        return rows, []
+    peer_rows, skipped = measure_peers(model, peers, precisions, s, reference, say)
+    return rows + peer_rows, skipped
 
 
 def measure_baseline(

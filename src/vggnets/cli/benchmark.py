@@ -7,7 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-from .common import add_quiet_option, add_subcommand, provenance, require_at_least, resolve_weights_option
+from .common import (
+    add_backend_option,
+    add_quiet_option,
+    add_subcommand,
+    provenance,
+    require_at_least,
+    resolve_weights_option,
+)
 
 HELP = "measure the fast inference engine against torchvision fp32 eager (images/s, latency, agreement)"
 DESCRIPTION = """\
@@ -15,9 +22,15 @@ Run, in one process and on the same inputs, torchvision's VGG in plain fp32 eage
 VGG page: the baseline a user starts from) and the vggnets inference engine at each --precision, and print:
 images/s at the batch size and the speed-up over the baseline, batch-1 latency p50/p99, peak memory, cold and warm
 time to first prediction (empty compile caches, then the cached engine), achieved GFLOP/s and the fraction of this
-machine's measured matmul peak for the path's dtype, and agreement with the fp32 logits on real photos (top-1,
-max abs logit difference, cosine). The CPU model, its kind and whether it has AMX are printed with the figures:
-speed-ups differ a lot between CPUs.
+machine's peak for the path's dtype (the best of the convolution primitives at VGG16's conv3/conv4 shapes and of
+matmul, measured here), and agreement with the fp32 logits on real photos (top-1, max abs logit difference, cosine).
+The CPU model, its kind and whether it has AMX are printed with the figures: speed-ups differ a lot between CPUs.
+
+With --peers onnxruntime,openvino (pip install 'vggnets[peers]') the peer runtimes run our own ONNX export of the
+same model and weights in the same process, measured the same way: ONNX Runtime fp32 and int8 (QDQ from its static
+quantizer, calibrated on the images our int8 path is calibrated on), OpenVINO fp32, bf16 (its precision hint) and
+int8 (the same QDQ model); a table then gives ours / the best peer at each precision. A peer that is not installed
+is skipped with one line.
 
 Weights are random (seeded, the same for every path) unless --weights is given; with random weights the logits
 have small margins, so agreement is best read as their cosine. With --images DIR it also runs end to end (files on disk -> top-5 labels) for the Hub
@@ -31,7 +44,8 @@ examples:
   vggnets benchmark                                      vgg16, batch 16, fp32/bf16/int8 on this machine
   vggnets benchmark --precision int8 --images photos/ --output bench.json --plot bench.png
   vggnets benchmark --model vgg11 --width 0.25 --iterations 2      a quick look with a narrow network
-  vggnets benchmark --device cuda --batch-size 256 --precision bf16"""
+  vggnets benchmark --device cuda --batch-size 256 --precision bf16
+  vggnets benchmark --peers onnxruntime,openvino         ours and the peer runtimes side by side"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -63,6 +77,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="auto",
         help="engine compilation (default: auto = cached AOTInductor on CPU, torch.compile on GPU)",
     )
+    add_backend_option(p, default="torch")
+    p.add_argument(
+        "--peers",
+        default=None,
+        metavar="LIST",
+        help="also measure these peer runtimes on our ONNX export: onnxruntime, openvino (comma-separated) or all",
+    )
     p.add_argument(
         "--images", type=Path, default=None, metavar="DIR", help="also run end to end on these images"
     )
@@ -70,9 +91,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--latency-iterations", type=int, default=20, help="timed batch-1 calls per path (default: 20)"
     )
-    p.add_argument(
-        "--no-peaks", action="store_true", help="skip measuring the matmul peaks (saves a few seconds)"
-    )
+    p.add_argument("--no-peaks", action="store_true", help="skip measuring the peaks (saves a few seconds)")
     p.add_argument("--output", type=Path, default=None, help="write the report as JSON to this file")
     p.add_argument(
         "--plot", type=Path, default=None, help="write a bar chart of images/s to this PNG (matplotlib)"
@@ -115,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
         latency_iterations=args.latency_iterations,
         measure_peaks=not args.no_peaks,
         log=log,
+        peers=args.peer_list,
+        backend=args.backend,
     )
     report["weights"] = str(weights) if weights is not None else "random (seed 0)"
     report["produced_by"] = provenance(args)
@@ -129,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_options(args: argparse.Namespace) -> list[str]:
     """Every option checked before the long run; returns the precisions to measure."""
+    from ..bench.peers import parse_peers
     from ..bench.report import require_matplotlib
     from ..bench.runner import parse_precisions
     from ..errors import VggnetsError
@@ -141,6 +163,7 @@ def _check_options(args: argparse.Namespace) -> list[str]:
     if not 0 < args.width <= 1:
         raise VggnetsError(f"--width must be in (0, 1], got {args.width}.")
     precisions = parse_precisions(args.precision)
+    args.peer_list = parse_peers(args.peers)
     if args.images is not None and not args.images.is_dir():
         raise VggnetsError(f"--images {args.images} is not a directory of images.")
     if args.plot is not None:

@@ -251,11 +251,30 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="images to calibrate int8 on (default: the photos bundled with vggnets)",
     )
+    add_backend_option(group, default=None)
+
+
+def add_backend_option(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, default: str | None
+) -> None:
+    """--backend: who runs the engine's graph (vggnets.inference.backends)."""
+    from ..inference.backends import BACKEND_CHOICES
+
+    parser.add_argument(
+        "--backend",
+        choices=BACKEND_CHOICES,
+        default=default,
+        help="torch (our compiled kernels), onnxruntime or openvino (our ONNX export run by that runtime on the CPU; "
+        "pip install 'vggnets[peers]'), or auto (the fastest installed one for the precision on this CPU kind)"
+        + (f" (default: {default})" if default else " (default: auto)"),
+    )
 
 
 def uses_engine(args: argparse.Namespace) -> bool:
-    """True when --precision or --compile asked for the fast inference engine."""
-    return args.precision is not None or args.compile is not None
+    """True when --precision, --compile or --backend asked for the fast inference engine."""
+    return (
+        args.precision is not None or args.compile is not None or getattr(args, "backend", None) is not None
+    )
 
 
 def make_predictor(
@@ -280,6 +299,7 @@ def make_predictor(
             mean=transform.mean,
             std=transform.std,
             calibration=args.calibration,
+            backend=getattr(args, "backend", None) or "auto",
         )
     for w in caught:
         if issubclass(w.category, EngineWarning):
@@ -355,5 +375,6 @@ def run_fingerprint(
         "--precision": getattr(args, "precision", None),
         "--compile": getattr(args, "compile", None),
         "--calibration": None if getattr(args, "calibration", None) is None else str(args.calibration),
+        **({"--backend": args.backend} if getattr(args, "backend", None) else {}),
         **settings,
     }

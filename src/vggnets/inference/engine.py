@@ -131,7 +131,7 @@ def optimize(
     calibration: str | Path | torch.Tensor | None = None,
     cache: bool = True,
     warmup: bool = True,
-    backend: str = "torch",
+    backend: str = "auto",
     winograd: bool | None = None,
 ) -> Predictor:
     """Build an inference-ready :class:`Predictor` for a VGG (ours or a torchvision module with the same layout).
@@ -142,7 +142,8 @@ def optimize(
     freezing), or False (eager). ``mean``/``std``/``image_size``/``resize_size`` default to ``weights.transforms()``
     when ``weights`` is given, else ImageNet's statistics, 224 and 256. ``backend``: ``"torch"`` (the engine's own
     path), ``"onnxruntime"`` or ``"openvino"`` (our ONNX export of the same graph run by that runtime on the CPU; see
-    :mod:`.backends`), or ``"auto"`` (the fastest installed one for the precision on this CPU kind). ``winograd``:
+    :mod:`.backends`), or ``"auto"`` (the default: the fastest installed one for the precision on this CPU kind,
+    measured in the same process; see ``backends.AUTO_CHOICES``). ``winograd``:
     compute the wide 3x3 convolutions as Winograd F(2x2, 3x3) (:mod:`.winograd`; None: on for compiled fp32 on the CPU,
     where it is 1.3-1.4x faster and differs from the direct convolution by float rounding). The model itself is not
     modified.
