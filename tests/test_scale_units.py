@@ -194,3 +194,21 @@ def test_classify_resumes_committed_units_and_refuses_another_run(
     monkeypatch.delenv("RANK")
     assert main(classify(folder, small_vgg11_file, "--format", "csv")) == 1
     assert capsys.readouterr().out == merged and parts_folder(target).is_dir()
+
+
+def test_metric_states_round_trip_and_add_up():
+    from vggnets.evaluation.metrics import ClassificationMetrics
+
+    torch.manual_seed(0)
+    scores, targets = torch.randn(12, 7), torch.randint(0, 7, (12,))
+    whole, halves = ClassificationMetrics(7), [ClassificationMetrics(7), ClassificationMetrics(7)]
+    whole.update(scores, targets)
+    whole.add_failed(3)
+    halves[0].update(scores[:5], targets[:5])
+    halves[1].update(scores[5:], targets[5:])
+    halves[1].add_failed(3)
+    merged = ClassificationMetrics.from_state(halves[0].state())
+    merged.merge(ClassificationMetrics.from_state(halves[1].state()))
+    assert merged.summary() == whole.summary() and torch.equal(merged.confusion(), whole.confusion())
+    with pytest.raises(ValueError):
+        ClassificationMetrics.from_state({**whole.state(), "num_classes": 5})

@@ -10,6 +10,7 @@ from .common import (
     add_model_options,
     add_quiet_option,
     add_runtime_options,
+    add_scale_options,
     add_subcommand,
     check_runtime_options,
     load_classifier,
@@ -17,8 +18,10 @@ from .common import (
     parse_scales,
     provenance,
     require_at_least,
+    run_fingerprint,
     show_progress,
     uses_engine,
+    weights_identity,
 )
 
 HELP = "top-1/top-5 error with the paper's protocols (center, dense, multi-scale, multi-crop, ensembles)"
@@ -44,13 +47,19 @@ Unreadable images are skipped and counted. The progress bar counts network input
 per image over 3 scales), with their rate and the time left. --output is checked before any work, never
 replaced without --force, and records what produced it (version, command options, models and weights);
 the table is printed before it is written, so a full disk loses only the file.
+
+Under `torchrun --nproc-per-node=K -m vggnets evaluate ...` each process evaluates its share of the
+units of --unit-size images and rank 0 adds up the streaming counts (every protocol and ensemble row,
+failed images included: the metrics of one process; the seconds column sums the processes' compute
+time). With --output each finished unit is committed to OUTPUT.parts and a rerun skips it.
 Exit code: 0 all images evaluated, 1 some images could not be read, 2 nothing was run or the
---output file could not be written."""
+--output file could not be written (under torchrun 0 once the results are written)."""
 EPILOG = """\
 examples:
   vggnets evaluate imagenet/val --model vgg16 --protocol center,dense,multiscale --flip
   vggnets evaluate val_flat/ --labels val.txt --protocol all --limit 1000 --output results.json
-  vggnets evaluate imagenet/val --ensemble vgg16,vgg19 --protocol multiscale --flip"""
+  vggnets evaluate imagenet/val --ensemble vgg16,vgg19 --protocol multiscale --flip
+  torchrun --nproc-per-node=8 -m vggnets evaluate imagenet/val --protocol multicrop -o mc.json"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -90,6 +99,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--force", action="store_true", help="replace an existing --output file")
     add_engine_options(p)
+    add_scale_options(p)
     add_quiet_option(p)
     p.set_defaults(run=run)
 
@@ -122,14 +132,13 @@ def run(args: argparse.Namespace) -> int:
     """Load the models, stream the data once through every run, print the table, write JSON."""
     from ..core.configs import MODELS
     from ..errors import VggnetsError
-    from ..evaluation.evaluate import Member, build_runs, evaluate, open_for_models
-    from ..evaluation.protocols import EngineCenter
-    from ..evaluation.results import markdown_table, write_results
     from ..io.output import check_output
+    from ..scale.ranks import join
 
     names = parse_protocols(args.protocol)
     scales = parse_scales(args.scales)
     require_at_least(args.limit, 1, "--limit")
+    require_at_least(args.unit_size, 1, "--unit-size")
     device = check_runtime_options(args)
     if args.output:
         check_output(args.output, overwrite=args.force)
@@ -137,11 +146,22 @@ def run(args: argparse.Namespace) -> int:
     for name, _ in weights:
         if name not in MODELS:
             raise VggnetsError(f"unknown model {name!r} in --ensemble; choose from {', '.join(MODELS)}.")
+    with join(device) as ranks:
+        return _run(args, ranks, names, scales, weights)
+
+
+def _run(args: argparse.Namespace, ranks, names: list[str], scales, weights: list[tuple[str, str]]) -> int:
+    """The evaluation in this process; under torchrun each process evaluates its share of the units and rank 0
+    merges the counts, prints the table and writes the JSON."""
+    from ..evaluation.evaluate import Member, build_runs, evaluate, open_for_models
+    from ..evaluation.protocols import EngineCenter
+    from ..evaluation.results import markdown_table, write_results
+
+    device = ranks.device
     if uses_engine(args) and any(n != "center" for n in names):
-        print(
+        ranks.say(
             "vggnets evaluate: note: --precision/--compile apply to the center protocol; the dense, multi-scale "
-            "and multi-crop protocols run the eager fp32 model (their input sizes vary per image).",
-            file=sys.stderr,
+            "and multi-crop protocols run the eager fp32 model (their input sizes vary per image)."
         )
     loaded = [(n, load_classifier(n, w, device, progress=show_progress(args))) for n, w in weights]
     members = [Member(n, clf.model, clf.transform) for n, clf in loaded]
@@ -149,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         args.data, members, scales, labels=args.labels, devkit_meta=args.devkit_meta, limit=args.limit
     )
     for problem in dataset.problems:
-        print(f"vggnets evaluate: warning: {problem}", file=sys.stderr)
+        ranks.say(f"vggnets evaluate: warning: {problem}")
 
     def engine_center(member: Member) -> EngineCenter:
         return EngineCenter(make_predictor(member.model, member.transform, args, device), member.model)
@@ -163,9 +183,15 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         center=engine_center if uses_engine(args) else None,
     )
-    evaluation = evaluate(
-        runs, dataset, batch_size=args.batch_size, workers=args.workers, progress=show_progress(args)
-    )
+    parts = None
+    if ranks.launched:
+        evaluation, parts = _evaluate_on_ranks(args, ranks, runs, dataset, loaded, names, scales)
+        if evaluation is None:
+            return 0
+    else:
+        evaluation = evaluate(
+            runs, dataset, batch_size=args.batch_size, workers=args.workers, progress=show_progress(args)
+        )
     print(markdown_table(evaluation), flush=True)  # first: a file that cannot be written loses nothing else
     for path, error in evaluation.failures:
         print(f"vggnets evaluate: skipped {path}: {error}", file=sys.stderr)
@@ -173,4 +199,51 @@ def run(args: argparse.Namespace) -> int:
         resolved = [(m, str(clf.weights)) for m, clf in loaded]
         write_results(args.output, evaluation, dataset, resolved, overwrite=args.force,
                       produced_by=provenance(args))  # fmt: skip
-    return 1 if evaluation.failures else 0
+    if parts is not None and not args.keep_parts:
+        parts.remove()
+    return 1 if evaluation.failures and not ranks.launched else 0
+
+
+def _evaluate_on_ranks(args: argparse.Namespace, ranks, runs, dataset, loaded, names, scales):
+    """(the merged evaluation on rank 0, None elsewhere; the parts folder or None): every process evaluates its
+    share of the units, committed to OUTPUT.parts with --output (a rerun skips them) or gathered by rank 0."""
+    import hashlib
+    import time
+
+    from ..evaluation.evaluate import evaluate_slices, merged_evaluation
+    from ..scale.jobs import Progress, open_parts, run_units
+    from ..scale.parts import describe_files, parts_folder
+    from ..scale.records import EVALUATION
+    from ..scale.shards import make_units, unit_size
+
+    start = time.perf_counter()
+    size = unit_size(args.unit_size, args.batch_size)
+    parts = None
+    if args.output:
+        targets = hashlib.sha256(",".join(map(str, dataset.targets)).encode()).hexdigest()[:32]
+        fingerprint = run_fingerprint(
+            args, describe_files(s.path for s in dataset.samples), ranks.device, size, **{"targets": targets,
+            "classes": len(dataset.classes), "--protocol": names, "--scales": list(scales), "--flip": args.flip,
+            "models": [[n, weights_identity(clf.weights)] for n, clf in loaded]},
+        )  # fmt: skip
+        parts = open_parts(ranks, parts_folder(args.output), fingerprint, marker=".pt", restart=args.force)
+
+    def work(units):
+        slices = [(unit.start, unit.stop) for unit in units]
+        return evaluate_slices(runs, dataset, slices, batch_size=args.batch_size, workers=args.workers,
+                               progress=show_progress(args) and ranks.is_main)  # fmt: skip
+
+    progress = Progress()
+    done = run_units(ranks, make_units(len(dataset), size), work, parts=parts, codec=EVALUATION,
+                     progress=progress)  # fmt: skip
+    if not ranks.is_main:
+        for _ in done:  # the other ranks take part in the collectives and yield nothing
+            pass
+        return None, parts
+    evaluation = merged_evaluation(runs, (state for _, state in done))
+    evaluation.wall_seconds = time.perf_counter() - start
+    if progress.resumed:
+        ranks.say(
+            f"vggnets evaluate: resumed: {len(progress.resumed)} of {progress.units} units were done before"
+        )
+    return evaluation, parts

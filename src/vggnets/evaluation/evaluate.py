@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -127,6 +127,66 @@ def evaluate(
             bar.close()
     result.wall_seconds = time.perf_counter() - start
     return result
+
+
+def subset(dataset: LabeledImages, start: int, stop: int) -> LabeledImages:
+    """Samples ``start`` .. ``stop - 1`` of ``dataset``, with its classes, decoding and checks."""
+    return LabeledImages(
+        dataset.samples[start:stop],
+        dataset.classes,
+        source=dataset.source,
+        max_pixels=dataset.max_pixels,
+        transform=dataset.transform,
+        format=dataset.format,
+    )
+
+
+def evaluate_slices(
+    runs: Sequence[ProtocolRun],
+    dataset: LabeledImages,
+    slices: Iterable[tuple[int, int]],
+    *,
+    batch_size: int = 16,
+    workers: int = 1,
+    progress: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """For each ``(start, stop)`` slice of the dataset, in turn: :func:`evaluate` of those samples with fresh counts,
+    yielded as plain data (each row's metric state and compute seconds, the slice's unreadable images), which
+    :func:`merged_evaluation` adds up. The counts do not depend on how the dataset is sliced."""
+    for start, stop in slices:
+        _reset(runs)
+        result = evaluate(
+            runs, subset(dataset, start, stop), batch_size=batch_size, workers=workers, progress=progress
+        )
+        yield {
+            "metrics": [run.metrics.state() for run in runs],
+            "seconds": [run.seconds for run in runs],
+            "failures": [list(failure) for failure in result.failures],
+        }
+
+
+def merged_evaluation(
+    runs: Sequence[ProtocolRun], states: Iterable[dict[str, Any]], *, wall_seconds: float = 0.0
+) -> Evaluation:
+    """The evaluation of a whole dataset from the states of its slices (:func:`evaluate_slices`, in dataset order):
+    counts added, compute seconds summed, unreadable images in order."""
+    result = Evaluation(list(runs), wall_seconds=wall_seconds)
+    counts = [ClassificationMetrics(run.metrics.num_classes, run.metrics.topk) for run in runs]
+    seconds = [0.0] * len(runs)
+    for state in states:  # (computing the states may use the runs' own metrics: they are replaced at the end)
+        for i, (metrics, spent) in enumerate(zip(state["metrics"], state["seconds"], strict=True)):
+            counts[i].merge(ClassificationMetrics.from_state(metrics))
+            seconds[i] += float(spent)
+        result.failures += [(str(path), str(error)) for path, error in state["failures"]]
+    for run, metrics, spent in zip(runs, counts, seconds, strict=True):
+        run.metrics, run.seconds = metrics, spent
+    return result
+
+
+def _reset(runs: Sequence[ProtocolRun]) -> None:
+    for run in _in_dependency_order(runs):
+        run.metrics.reset()
+        run.seconds = 0.0
 
 
 class InputProgress:

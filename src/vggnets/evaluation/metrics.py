@@ -102,6 +102,32 @@ class ClassificationMetrics:
         self._confusion += other._confusion
         self._failed += other._failed
 
+    def state(self) -> dict[str, Any]:
+        """The counts as plain data (tensors and numbers): for part files and for sending between processes;
+        :meth:`from_state` makes an accumulator of them again."""
+        return {
+            "num_classes": self.num_classes,
+            "topk": list(self.topk),
+            "ranks": self._ranks.clone(),
+            "confusion": self._confusion.clone(),
+            "failed": self._failed,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> ClassificationMetrics:
+        """The accumulator whose :meth:`state` is ``state``."""
+        metrics = cls(int(state["num_classes"]), tuple(state["topk"]))
+        ranks, confusion = torch.as_tensor(state["ranks"]), torch.as_tensor(state["confusion"])
+        if ranks.shape != metrics._ranks.shape or confusion.shape != metrics._confusion.shape:
+            raise ValueError(
+                f"a state of shapes {tuple(ranks.shape)} and {tuple(confusion.shape)} does not fit metrics of "
+                f"{metrics.num_classes} classes up to top-{metrics.maxk}"
+            )
+        metrics._ranks.copy_(ranks)
+        metrics._confusion.copy_(confusion)
+        metrics._failed = int(state["failed"])
+        return metrics
+
     def reset(self) -> None:
         """Forget every count."""
         self._ranks.zero_()
