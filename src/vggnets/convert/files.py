@@ -126,25 +126,11 @@ def convert_file(
     """
     src, dst = Path(src).expanduser(), Path(dst).expanduser()
     target = check_destination(dst, to=to, overwrite=overwrite)
-
-    if is_keras_file(src) and src.exists():
-        layout: Layout = "keras"
-        state = read_keras_h5(src, rgb=rgb, model=model)
-    else:
-        state = load_state_dict_file(src, what="the weights to convert")
-        layout = detect_layout(state)
-        if layout == "unknown":
-            raise CheckpointError(f"{src} is {describe_layout(layout, state)}: there is nothing to convert.")
-        state = as_torchvision(state) if layout != "torchvision" else dict(state)
+    layout, state = _read_source(src, rgb=rgb, model=model)
     nan_filled = [k for k in state if k.startswith("classifier.") and _all_nan(state[k])]
     candidates = guess_architecture(state)
     name = pick_model(model, candidates, state)
-    if target == "timm":
-        out = to_timm(state)
-    elif target == "keras":
-        out = to_keras({k: v for k, v in state.items() if k not in nan_filled}, rgb=rgb, model=name)
-    else:
-        out = state
+    out = _to_target(state, target, rgb=rgb, model=name, leave_out=nan_filled)
     flipped = rgb and (layout == "keras") != (target == "keras")
     about = {
         "library": f"vggnets {__version__}",
@@ -170,6 +156,29 @@ def convert_file(
         preprocessing=preprocessing_for(layout, rgb, target),
         nan_filled=nan_filled,
     )
+
+
+def _read_source(src: Path, *, rgb: bool, model: str | None) -> tuple[Layout, dict[str, Tensor]]:
+    """The source's layout and its tensors in our layout (a Keras file read as ``rgb``, checked against ``model``);
+    CheckpointError for a file in no layout we know."""
+    if is_keras_file(src) and src.exists():
+        return "keras", read_keras_h5(src, rgb=rgb, model=model)
+    state = load_state_dict_file(src, what="the weights to convert")
+    layout = detect_layout(state)
+    if layout == "unknown":
+        raise CheckpointError(f"{src} is {describe_layout(layout, state)}: there is nothing to convert.")
+    return layout, (as_torchvision(state) if layout != "torchvision" else dict(state))
+
+
+def _to_target(
+    state: dict[str, Tensor], target: Target, *, rgb: bool, model: str, leave_out: list[str]
+) -> dict[str, Tensor]:
+    """Our tensors in the target layout (Keras without the NaN-filled ``leave_out``, which it has no place for)."""
+    if target == "timm":
+        return to_timm(state)
+    if target == "keras":
+        return to_keras({k: v for k, v in state.items() if k not in leave_out}, rgb=rgb, model=model)
+    return state
 
 
 def _all_nan(tensor: Tensor) -> bool:
