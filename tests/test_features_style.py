@@ -282,3 +282,18 @@ def test_argument_errors(transfer, weights_file, cat, rocket):
 
 def test_exposed_at_the_top_level():
     assert vggnets.stylize is S.stylize
+
+
+def test_stylize_refuses_an_unknown_keyword_before_building_the_model(monkeypatch, cat, rocket):
+    monkeypatch.setattr(S, "StyleTransfer", lambda *a, **k: pytest.fail("the model was built"))
+    with pytest.raises(TypeError, match=r"stylize\(\) got an unexpected keyword argument 'stpes'"):
+        S.stylize(cat, rocket, stpes=3)
+
+
+def test_a_loss_that_stops_being_finite_stops_the_run(transfer, cat, rocket):
+    seen = []
+    with pytest.raises(vggnets.errors.VggnetsError, match="the loss became inf at step 1"):
+        transfer.run(
+            cat, rocket, size=None, steps=2, style_weight=1e308, callback=lambda r, _: seen.append(r)
+        )
+    assert seen == []  # no callback for a step whose loss is not finite

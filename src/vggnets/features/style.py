@@ -190,6 +190,94 @@ def _blend_weights(blend: Sequence[float] | None, count: int) -> list[float]:
     return [v / total for v in values]
 
 
+def _checked_lr(
+    steps: int, optimizer: str, init: str, size: int | None, style_size: int | None, lr: float | None
+) -> float:
+    """The learning rate to use (``lr``, else the optimizer's default); ValueError for any of the optimisation's
+    settings out of range."""
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    if init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+    for value, what in ((size, "size"), (style_size, "style_size")):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{what} must be a positive number of pixels (the long side), got {value!r}")
+    lr = OPTIMIZERS[optimizer] if lr is None else float(lr)
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr}")
+    return lr
+
+
+def _start_image(content: Tensor, init: str, seed: int | None) -> Tensor:
+    """The image the optimisation starts from, on the content's device: the content, or uniform noise seeded by
+    ``seed`` (drawn on the CPU, so a seed gives the same start on every device)."""
+    if init == "content":
+        return content.clone()
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return torch.rand(content.shape, generator=generator).to(content.device)
+
+
+def _pixel_optimizer(x: Tensor, optimizer: str, lr: float) -> torch.optim.Optimizer:
+    """L-BFGS or Adam on the pixels ``x``."""
+    if optimizer == "lbfgs":
+        # One evaluation per step() call (max_iter=1); the curvature history persists between calls.
+        return torch.optim.LBFGS([x], lr=lr, max_iter=1, history_size=100)
+    return torch.optim.Adam([x], lr=lr)
+
+
+def _optimise(
+    x: Tensor,
+    optim: torch.optim.Optimizer,
+    losses: Callable[[], tuple[Tensor, Tensor, Tensor]],
+    steps: int,
+    after_step: Callable[[StyleStep], None],
+) -> list[StyleStep]:
+    """``steps`` steps of ``optim`` on the pixels ``x`` (clamped to [0, 1] after each) minimising the sum of
+    ``losses()``; ``after_step(record)`` after each. VggnetsError when the loss stops being finite."""
+    history: list[StyleStep] = []
+    measured: list[tuple[float, float, float]] = []
+
+    def closure() -> Tensor:
+        optim.zero_grad(set_to_none=True)
+        c, s, t = losses()
+        total = c + s + t
+        total.backward()
+        measured.append((c.item(), s.item(), t.item()))
+        return total
+
+    began = time.perf_counter()
+    for step in range(1, steps + 1):
+        if isinstance(optim, torch.optim.LBFGS):
+            optim.step(closure)
+        else:
+            closure()
+            optim.step()
+        with torch.no_grad():
+            x.clamp_(0, 1)
+        record = _step_record(step, *measured[-1], time.perf_counter() - began)
+        history.append(record)
+        after_step(record)
+    return history
+
+
+def _step_record(step: int, c: float, s: float, t: float, seconds: float) -> StyleStep:
+    """The record of one step; VggnetsError if its loss is not finite (the weights or loss weights overflow)."""
+    record = StyleStep(step, c + s + t, c, s, t, seconds)
+    if not math.isfinite(record.total):
+        raise VggnetsError(
+            f"the loss became {record.total} at step {step} (content {c}, style {s}, tv {t}); the weights "
+            "file or the loss weights give values out of range. Lower the style, content or tv weight, or "
+            "the learning rate."
+        )
+    return record
+
+
 class StyleTransfer(nn.Module):
     """A frozen VGG set up for style transfer; :meth:`run` stylises images (the model is built once for many runs).
 
@@ -339,18 +427,7 @@ class StyleTransfer(nn.Module):
         callback: Callable[[StyleStep, Tensor], None] | None = None,
     ) -> StyleResult:
         """Stylise ``content`` with one style image or several (blended by ``style_blend``); see :func:`stylize`."""
-        if not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
-        if init not in INITS:
-            raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
-        for value, what in ((size, "size"), (style_size, "style_size")):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{what} must be a positive number of pixels (the long side), got {value!r}")
-        lr = OPTIMIZERS[optimizer] if lr is None else float(lr)
-        if not (math.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {lr}")
+        lr = _checked_lr(steps, optimizer, init, size, style_size, lr)
         content_weight = _check_weight(content_weight, "content_weight")
         style_weight = _check_weight(style_weight, "style_weight")
         tv_weight = _check_weight(tv_weight, "tv_weight")
@@ -358,7 +435,38 @@ class StyleTransfer(nn.Module):
         if not styles:
             raise ValueError("at least one style image is needed")
         blend = _blend_weights(style_blend, len(styles))
+        content_image, style_images = self._images(content, styles, size, style_size)
 
+        content_image = content_image.to(self.device)
+        content_maps, grams = self.targets(content_image, [s.to(self.device) for s in style_images], blend)
+        x = _start_image(content_image, init, seed)[None].requires_grad_(True)
+
+        def output(image: Tensor) -> Tensor:
+            image = image.detach()[0].clamp(0, 1)
+            return luminance_transfer(image, content_image) if preserve_color else image
+
+        def losses() -> tuple[Tensor, Tensor, Tensor]:
+            return self.losses(
+                x,
+                content_maps,
+                grams,
+                content_weight=content_weight,
+                style_weight=style_weight,
+                tv_weight=tv_weight,
+            )
+
+        def after_step(record: StyleStep) -> None:
+            if callback is not None:
+                callback(record, output(x))
+
+        history = _optimise(x, _pixel_optimizer(x, optimizer, lr), losses, steps, after_step)
+        return StyleResult(output(x).float().cpu(), history)
+
+    def _images(
+        self, content: ImageInput, styles: list[ImageInput], size: int | None, style_size: int | None
+    ) -> tuple[Tensor, list[Tensor]]:
+        """The content image resized to ``size`` and the style images to ``style_size`` (default: the content's long
+        side), on the CPU; ValueError for one too small for the layers after resizing."""
         content_image = _resize_long_side(_as_image(content, "the content image"), size)
         long_side = max(content_image.shape[-2:])
         style_images = [
@@ -374,70 +482,7 @@ class StyleTransfer(nn.Module):
                     f"{self.extractor.layers[-1]} need at least {self.min_size} pixels on the short side (use a "
                     "larger size, or an image that is less elongated)"
                 )
-
-        device = self.device
-        content_image = content_image.to(device)
-        content_maps, grams = self.targets(content_image, [s.to(device) for s in style_images], blend)
-        if init == "content":
-            start = content_image.clone()
-        else:
-            generator = torch.Generator()
-            if seed is None:
-                generator.seed()
-            else:
-                generator.manual_seed(seed)
-            start = torch.rand(content_image.shape, generator=generator).to(device)
-        x = start[None].requires_grad_(True)
-        optim: torch.optim.Optimizer
-        if optimizer == "lbfgs":
-            # One evaluation per step() call (max_iter=1); the curvature history persists between calls.
-            optim = torch.optim.LBFGS([x], lr=lr, max_iter=1, history_size=100)
-        else:
-            optim = torch.optim.Adam([x], lr=lr)
-
-        def output(image: Tensor) -> Tensor:
-            image = image.detach()[0].clamp(0, 1)
-            return luminance_transfer(image, content_image) if preserve_color else image
-
-        history: list[StyleStep] = []
-        measured: list[tuple[float, float, float]] = []
-
-        def closure() -> Tensor:
-            optim.zero_grad(set_to_none=True)
-            c, s, t = self.losses(
-                x,
-                content_maps,
-                grams,
-                content_weight=content_weight,
-                style_weight=style_weight,
-                tv_weight=tv_weight,
-            )
-            total = c + s + t
-            total.backward()
-            measured.append((c.item(), s.item(), t.item()))
-            return total
-
-        began = time.perf_counter()
-        for step in range(1, steps + 1):
-            if optimizer == "lbfgs":
-                optim.step(closure)
-            else:
-                closure()
-                optim.step()
-            with torch.no_grad():
-                x.clamp_(0, 1)
-            c, s, t = measured[-1]
-            record = StyleStep(step, c + s + t, c, s, t, time.perf_counter() - began)
-            if not math.isfinite(record.total):
-                raise VggnetsError(
-                    f"the loss became {record.total} at step {step} (content {c}, style {s}, tv {t}); the weights "
-                    "file or the loss weights give values out of range. Lower the style, content or tv weight, or "
-                    "the learning rate."
-                )
-            history.append(record)
-            if callback is not None:
-                callback(record, output(x))
-        return StyleResult(output(x).float().cpu(), history)
+        return content_image, style_images
 
     def extra_repr(self) -> str:
         return (
@@ -495,6 +540,9 @@ def stylize(
     image (3, H, W) on the device. Model, weights, pooling, device and precision: see :class:`StyleTransfer`.
 
     Returns a :class:`StyleResult`: the image (float32 (3, H, W) in [0, 1], CPU) and the loss history.
+
+    Long only for its signature, docstring and the two calls that pass every keyword on: the keywords are spelled
+    out so that ``help()``, IDEs and type checkers see them (the steps are :meth:`StyleTransfer.run`'s).
     """
     transfer = StyleTransfer(
         model,
