@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import VggnetsError
@@ -59,13 +60,30 @@ FORMATS = {
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the subcommand."""
-    from ..core.configs import MODELS
-
     p = add_subcommand(sub, "stylize", help=HELP, description=DESCRIPTION, epilog=EPILOG)
+    add_file_arguments(p)
+    add_optimisation_arguments(p)
+    add_loss_arguments(p)
+    add_image_arguments(p)
+    add_model_arguments(p)
+    p.add_argument(
+        "--save-every", type=int, default=None, metavar="N", help="also write the image every N steps"
+    )
+    p.add_argument("--json", action="store_true", help="print the settings and every step's losses as JSON")
+    add_quiet_option(p)
+    p.set_defaults(run=run)
+
+
+def add_file_arguments(p: argparse.ArgumentParser) -> None:
+    """CONTENT, STYLE..., --output and --force."""
     p.add_argument("content", metavar="CONTENT", help="the content image")
     p.add_argument("styles", nargs="+", metavar="STYLE", help="one or more style images")
     p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp, .bmp, .tif)")
     p.add_argument("--force", action="store_true", help="overwrite the output and frames if they exist")
+
+
+def add_optimisation_arguments(p: argparse.ArgumentParser) -> None:
+    """The sizes, the number of steps and the optimiser."""
     p.add_argument("--size", type=int, default=512, help="long side of the output in pixels (default: 512)")
     p.add_argument(
         "--style-size", type=int, default=None, help="long side of the style images (default: --size)"
@@ -75,6 +93,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--lr", type=float, default=None, help="learning rate (default: 1 for lbfgs, 0.02 for adam)"
     )
+
+
+def add_loss_arguments(p: argparse.ArgumentParser) -> None:
+    """The loss weights, the style blend and the layers."""
     p.add_argument("--content-weight", type=float, default=1.0, help="content weight (default: 1)")
     p.add_argument("--style-weight", type=float, default=1e6, help="style weight (default: 1e6)")
     p.add_argument("--tv-weight", type=float, default=0.0, help="total-variation weight (default: 0, off)")
@@ -99,6 +121,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="W1,...",
         help="one weight per style layer (default: 1 each)",
     )
+
+
+def add_image_arguments(p: argparse.ArgumentParser) -> None:
+    """The start image, the colours and the pooling."""
     p.add_argument(
         "--init", choices=("content", "noise"), default="content", help="start image (default: content)"
     )
@@ -114,6 +140,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="max",
         help="max (default) or avg: average pooling in place of max pooling, as in the paper",
     )
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """--model, --weights, --device and --precision (VGG19 by default, not the other subcommands' VGG16)."""
+    from ..core.configs import MODELS
+
     p.add_argument(
         "--model",
         default="vgg19",
@@ -135,12 +167,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="auto",
         help="auto (default: bf16 autocast on CUDA, fp32 elsewhere), fp32 or bf16",
     )
-    p.add_argument(
-        "--save-every", type=int, default=None, metavar="N", help="also write the image every N steps"
-    )
-    p.add_argument("--json", action="store_true", help="print the settings and every step's losses as JSON")
-    add_quiet_option(p)
-    p.set_defaults(run=run)
+
+
+@dataclass
+class Parsed:
+    """The options that are parsed from text: the style blend, the style layer weights and the layer lists."""
+
+    blend: list[float] | None
+    layer_weights: list[float] | None
+    content_layers: list[str]
+    style_layers: list[str]
 
 
 def parse_floats(text: str | None, option: str) -> list[float] | None:
@@ -201,12 +237,8 @@ def save_image(path: Path, image, *, overwrite: bool, produced_by: dict | None =
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    """Check everything, optimise, write the image (and frames); print the loss history with --json."""
-    from ..features.style import StyleTransfer
-    from ..io.images import read_image
-    from ..io.output import check_output
-
+def check_options(args: argparse.Namespace) -> Parsed:
+    """The numeric options in range, and the ones given as text parsed; VggnetsError in the option's words."""
     require_at_least(args.steps, 1, "--steps")
     require_at_least(args.size, 16, "--size", " (conv5_1 needs 16 pixels on the short side)")
     require_at_least(args.style_size, 16, "--style-size")
@@ -224,9 +256,20 @@ def run(args: argparse.Namespace) -> int:
         )
     if blend is not None and sum(blend) <= 0:
         raise VggnetsError("--style-blend weights must not all be 0.")
-    layer_weights = parse_floats(args.style_layer_weights, "--style-layer-weights")
-    content_layers = parse_layers(args.content_layers, "--content-layers")
-    style_layers = parse_layers(args.style_layers, "--style-layers")
+    return Parsed(
+        blend=blend,
+        layer_weights=parse_floats(args.style_layer_weights, "--style-layer-weights"),
+        content_layers=parse_layers(args.content_layers, "--content-layers"),
+        style_layers=parse_layers(args.style_layers, "--style-layers"),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check everything, optimise, write the image (and frames); print the loss history with --json."""
+    from ..io.images import read_image
+    from ..io.output import check_output
+
+    parsed = check_options(args)
     output = Path(args.output).expanduser()
     check_suffix(output)
     steps_saved = range(args.save_every, args.steps + 1, args.save_every) if args.save_every else []
@@ -238,22 +281,58 @@ def run(args: argparse.Namespace) -> int:
     styles = [read_image(path) for path in args.styles]
 
     progress = show_progress(args)
+    transfer = build_transfer(args, parsed, weights, device, progress)
+    produced_by = provenance(args, weights=str(weights))
+    result = optimise(args, transfer, content, styles, parsed.blend, frames, produced_by, progress)
+    produced_by["losses"] = {"first": result.history[0].to_dict(), "last": result.history[-1].to_dict()}
+    save_image(output, result.image, overwrite=args.force, produced_by=produced_by)
+    if args.json:
+        doc = json_report(args, parsed, transfer, result, output, list(frames.values()), str(weights))
+        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif not args.quiet:
+        last = result.history[-1]
+        print(
+            f"wrote {output} ({result.image.shape[-1]}x{result.image.shape[-2]}, {args.steps} steps, "
+            f"loss {result.history[0].total:.4g} -> {last.total:.4g}, {last.seconds:.1f} s)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def build_transfer(args: argparse.Namespace, parsed: Parsed, weights, device, progress: bool):
+    """The :class:`~vggnets.features.style.StyleTransfer` the options describe; its refusals (unknown layers, bf16
+    where autocast is missing, layer weights that do not fit) as VggnetsError."""
+    from ..features.style import StyleTransfer
+
     try:
-        transfer = StyleTransfer(
+        return StyleTransfer(
             args.model,
             weights=weights,
-            content_layers=content_layers,
-            style_layers=style_layers,
-            style_layer_weights=layer_weights,
+            content_layers=parsed.content_layers,
+            style_layers=parsed.style_layers,
+            style_layer_weights=parsed.layer_weights,
             pool=args.pool,
             device=device,
             precision=args.precision,
             progress=progress,
         )
-    except ValueError as exc:  # unknown layers, bf16 where autocast is missing, layer weights that do not fit
+    except ValueError as exc:
         raise VggnetsError(f"{exc}.") from None
 
-    produced_by = provenance(args, weights=str(weights))
+
+def optimise(
+    args: argparse.Namespace,
+    transfer,
+    content,
+    styles: list,
+    blend: list[float] | None,
+    frames: dict[int, Path],
+    produced_by: dict,
+    progress: bool,
+):
+    """Run the optimisation with a progress bar of the weighted losses (with ``progress``), writing the image of
+    each step in ``frames`` as that step ends; an image too small or too elongated for the layers as VggnetsError."""
     bar = None
     if progress:
         from tqdm import tqdm
@@ -274,7 +353,7 @@ def run(args: argparse.Namespace) -> int:
             save_image(frames[record.step], image, overwrite=args.force, produced_by=produced_by)
 
     try:
-        result = transfer.run(
+        return transfer.run(
             content,
             styles,
             size=args.size,
@@ -291,49 +370,42 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             callback=after_step,
         )
-    except ValueError as exc:  # an image too small or too elongated for the layers
+    except ValueError as exc:
         raise VggnetsError(f"{exc}.") from None
     finally:
         if bar is not None:
             bar.close()
-    produced_by["losses"] = {"first": result.history[0].to_dict(), "last": result.history[-1].to_dict()}
-    save_image(output, result.image, overwrite=args.force, produced_by=produced_by)
-    if args.json:
-        doc = {
-            "content": args.content,
-            "styles": args.styles,
-            "output": str(output),
-            "frames": [str(p) for p in frames.values()],
-            "size": list(result.image.shape[-2:]),
-            "model": args.model,
-            "weights": str(weights),
-            "device": str(transfer.device),
-            "precision": transfer.precision,
-            "settings": {
-                "steps": args.steps,
-                "optimizer": args.optimizer,
-                "lr": args.lr,
-                "content_weight": args.content_weight,
-                "style_weight": args.style_weight,
-                "tv_weight": args.tv_weight,
-                "style_blend": blend,
-                "content_layers": content_layers,
-                "style_layers": style_layers,
-                "init": args.init,
-                "seed": args.seed,
-                "preserve_color": args.preserve_color,
-                "pool": args.pool,
-            },
-            "history": [r.to_dict() for r in result.history],
-            "produced_by": provenance(args, weights=str(weights)),
-        }
-        json.dump(doc, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    elif not args.quiet:
-        last = result.history[-1]
-        print(
-            f"wrote {output} ({result.image.shape[-1]}x{result.image.shape[-2]}, {args.steps} steps, "
-            f"loss {result.history[0].total:.4g} -> {last.total:.4g}, {last.seconds:.1f} s)",
-            file=sys.stderr,
-        )
-    return 0
+
+
+def json_report(
+    args: argparse.Namespace, parsed: Parsed, transfer, result, output: Path, frames: list[Path], weights: str
+) -> dict:
+    """What --json prints: the files, the model and where it ran, the settings, every step's losses, provenance."""
+    return {
+        "content": args.content,
+        "styles": args.styles,
+        "output": str(output),
+        "frames": [str(p) for p in frames],
+        "size": list(result.image.shape[-2:]),
+        "model": args.model,
+        "weights": weights,
+        "device": str(transfer.device),
+        "precision": transfer.precision,
+        "settings": {
+            "steps": args.steps,
+            "optimizer": args.optimizer,
+            "lr": args.lr,
+            "content_weight": args.content_weight,
+            "style_weight": args.style_weight,
+            "tv_weight": args.tv_weight,
+            "style_blend": parsed.blend,
+            "content_layers": parsed.content_layers,
+            "style_layers": parsed.style_layers,
+            "init": args.init,
+            "seed": args.seed,
+            "preserve_color": args.preserve_color,
+            "pool": args.pool,
+        },
+        "history": [r.to_dict() for r in result.history],
+        "produced_by": provenance(args, weights=weights),
+    }
