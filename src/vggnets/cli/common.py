@@ -157,8 +157,9 @@ def load_classifier(
 
 def settle_model(args: argparse.Namespace) -> None:
     """Fill ``--model`` when it was not given: the architecture a checkpoint given as ``--weights`` records, else
-    vgg16 (for subcommands whose --model defaults to None)."""
-    if getattr(args, "model", "") is not None:
+    vgg16 (for subcommands with --weights whose --model defaults to None; `convert` recognises the model from the
+    file's shapes instead)."""
+    if getattr(args, "model", "") is not None or not hasattr(args, "weights"):
         return
     from ..models.meta import default_model
 
