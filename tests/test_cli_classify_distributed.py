@@ -139,3 +139,16 @@ def test_torchrun_max_restarts_brings_the_group_back(folder, small_vgg11_file, t
     done = torchrun(tmp_path, *argv, script=script, restarts=1)
     assert done.returncode == 0, done.stderr
     assert "resumed: " in done.stderr and (tmp_path / "out.csv").read_bytes() == expected
+
+
+@pytest.mark.slow
+def test_the_engine_is_built_once_and_gives_the_output_of_one_process(
+    folder, small_vgg11_file, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("VGGNETS_ENGINE_CACHE", str(tmp_path / "engine"))
+    engine = ("--precision", "fp32", "--compile", "aot", "--format", "csv")
+    done = torchrun(tmp_path, "classify", *options(small_vgg11_file, *engine, "-o", "two.csv"))
+    assert done.returncode == 0, done.stderr
+    assert [p.suffix for p in (tmp_path / "engine").iterdir()] == [".pt2"]  # one package, built by one rank
+    assert single(tmp_path, small_vgg11_file, *engine, "-o", "one.csv") == 1  # loads it
+    assert (tmp_path / "two.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()

@@ -212,3 +212,51 @@ def test_metric_states_round_trip_and_add_up():
     assert merged.summary() == whole.summary() and torch.equal(merged.confusion(), whole.confusion())
     with pytest.raises(ValueError):
         ClassificationMetrics.from_state({**whole.state(), "num_classes": 5})
+
+
+def test_the_engine_cache_entry_is_built_once_by_processes_that_start_together(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    import torch._inductor
+
+    from vggnets.inference import compiled
+    from vggnets.inference.plan import EngineInfo
+
+    monkeypatch.setenv("VGGNETS_ENGINE_CACHE", str(tmp_path / "engine"))
+    both_looked = threading.Barrier(2)
+    real_path, built = compiled.artifact_path, []
+
+    def artifact_path(*args, **kwargs):
+        path = real_path(*args, **kwargs)
+        both_looked.wait(timeout=60)  # neither has built anything yet: both would build without the lock
+        return path
+
+    def build_package(module, example, path):
+        built.append(path)
+        time.sleep(0.5)  # a long build: the other process arrives meanwhile
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"package")
+        return path
+
+    monkeypatch.setattr(compiled, "artifact_path", artifact_path)
+    monkeypatch.setattr(compiled, "build_package", build_package)
+    monkeypatch.setattr(torch._inductor, "aoti_load_package", lambda path: f"runner of {Path(path).name}")
+    module, example = torch.nn.Linear(2, 2), torch.zeros(1, 2)
+    infos = [EngineInfo("fp32", "fp32", "aot", "aot", "cpu", (1,)) for _ in range(2)]
+    runners: list = []
+    threads = [
+        threading.Thread(
+            target=lambda i=i: runners.append(compiled.aot_runner(module, example, infos[i], cache=True))
+        )
+        for i in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(built) == 1 and len(runners) == 2 and len(set(runners)) == 1
+    assert sorted(info.cache for info in infos) == ["hit", "miss"]
+    assert (
+        compiled.lock_path(built[0]).exists() and list(built[0].parent.iterdir()) == built
+    )  # only the package

@@ -1,16 +1,18 @@
 """Compiled runners: AOTInductor packages cached on disk under a key of everything they depend on, torch.compile, warm-up.
 
 An AOT package is built once per model, precision, input size, calibration set, torch version and CPU feature set, and
-every later process loads it (:func:`aot_runner`); ``torch.compile`` (:func:`jit_runner`) compiles in each process, on
-the warm-up run of each batch bucket (:func:`warm_up`).
+every later process loads it (:func:`aot_runner`; processes that start together, such as torchrun's ranks, wait on a
+file lock while the first one builds it: :func:`cache_lock`); ``torch.compile`` (:func:`jit_runner`) compiles in each
+process, on the warm-up run of each batch bucket (:func:`warm_up`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,18 +88,68 @@ def aot_runner(
 
     path = artifact_path(module, info.precision, example, calibration)
     info.artifact = str(path)
-    if cache and path.is_file():
-        try:
-            with quiet_compile_logs():
-                runner = torch._inductor.aoti_load_package(str(path))
-            info.cache = "hit"
+    runner = _load_cached(path, info) if cache else None
+    if runner is not None:
+        return runner
+    with cache_lock(path) if cache else contextlib.nullcontext():
+        # another process (a torchrun rank) may have built it while this one waited for the lock
+        runner = _load_cached(path, info, warned=True) if cache else None
+        if runner is not None:
             return runner
-        except Exception as exc:  # a stale or truncated artefact: rebuild it
-            warn(info, f"cached engine {path} could not be loaded ({type(exc).__name__}); rebuilding it.")
-    info.cache = "miss" if cache else None
-    build_package(lower() if lower is not None else module, example, path)
+        info.cache = "miss" if cache else None
+        build_package(lower() if lower is not None else module, example, path)
     with quiet_compile_logs():
         return torch._inductor.aoti_load_package(str(path))
+
+
+def _load_cached(path: Path, info: EngineInfo, *, warned: bool = False) -> Any:
+    """The cached package at ``path`` loaded (``info.cache = "hit"``), or None when there is none or it cannot be
+    loaded (a stale or truncated artefact: one warning, unless ``warned``, and the caller rebuilds it)."""
+    import torch._inductor
+
+    if not path.is_file():
+        return None
+    try:
+        with quiet_compile_logs():
+            runner = torch._inductor.aoti_load_package(str(path))
+    except Exception as exc:
+        if not warned:
+            warn(info, f"cached engine {path} could not be loaded ({type(exc).__name__}); rebuilding it.")
+        return None
+    info.cache = "hit"
+    return runner
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file of the cache entry ``path``: in this machine's temporary folder, named by a digest of the
+    entry's absolute path."""
+    import tempfile
+
+    name = hashlib.sha256(str(Path(path).absolute()).encode()).hexdigest()[:32]
+    return Path(tempfile.gettempdir()) / "vggnets-engine-locks" / f"{name}.lock"
+
+
+@contextlib.contextmanager
+def cache_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the cache entry ``path`` while it is built: processes of one machine that want the
+    same package (the ranks of a torchrun job) build it once, the others wait and load it.
+
+    The lock is ``flock`` on a file of this machine's temporary folder named after the entry (:func:`lock_path`), so
+    the cache folder holds only packages, and a cache on a shared file system is built once per machine at most.
+    Where ``fcntl`` is missing (Windows) nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    lock_file = lock_path(path)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
 def build_package(module: nn.Module, example: torch.Tensor, path: Path) -> Path:
