@@ -5,7 +5,7 @@ a resumed run after a rank is killed half-way, and the peak memory of ``vggnets 
     python benchmarks/scale_out.py --images 256 --memory-images 500,2000 --json scale_out.json
     python benchmarks/scale_out.py --device cuda --processes 8      # K = number of GPUs
 
-Everything is run as the user runs it, in fresh processes: ``python -m vggnets classify FOLDER -r --format csv -o
+Everything is run as the user runs it, in fresh processes, --repeats times each, round-robin (medians): ``python -m vggnets classify FOLDER -r --format csv -o
 OUT`` and ``python -m torch.distributed.run --standalone --nproc-per-node K -m vggnets classify ...`` with the same
 options (a seeded random vgg11 at --width, 10 classes, so nothing is downloaded). Times are wall-clock from the
 command's start to its exit, so they include starting Python and torch (and torchrun's rendezvous); images/s is
@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -126,19 +127,29 @@ def throughput(args: argparse.Namespace, work: Path, weights: Path, env: dict[st
     common = ["classify", str(folder), "-r", "--model", "vgg11", "--weights", str(weights), "--device", args.device,
               "-q", "-b", str(args.batch_size), "--unit-size", str(args.unit_size), "--format", "csv"]  # fmt: skip
     units = -(-args.images // args.unit_size)
-    one_s, one = timed([sys.executable, "-m", "vggnets", *common, "-o", "one.csv"], work, env)
-    if one.returncode != 0:
-        raise SystemExit(one.stderr)
-    many_s, many = timed([*torchrun(args.processes), "-m", "vggnets", *common, "-o", "many.csv"], work, env)
-    if many.returncode != 0:
-        raise SystemExit(many.stderr)
-    same = (work / "one.csv").read_bytes() == (work / "many.csv").read_bytes()
+    times: dict[str, list[float]] = {"one": [], "many": []}
+    for repeat in range(args.repeats):  # round-robin: a change in the machine's load hits both alike
+        for name, launcher in (("one", [sys.executable]), ("many", torchrun(args.processes))):
+            seconds, done = timed(
+                [*launcher, "-m", "vggnets", *common, "-o", f"{name}{repeat}.csv"], work, env
+            )
+            if done.returncode != 0:
+                raise SystemExit(done.stderr)
+            times[name].append(seconds)
+    one_s, many_s = statistics.median(times["one"]), statistics.median(times["many"])
+    same = all(
+        (work / f"many{r}.csv").read_bytes() == (work / "one0.csv").read_bytes() for r in range(args.repeats)
+    )
     command = [*torchrun(args.processes), "-m", "vggnets", *common, "-o", "resumed.csv"]
     kill = kill_half_way(command, work, env, work / "resumed.csv.parts", units)
+    if kill["killed_at_units"] is None:
+        raise SystemExit("rank 1 could not be killed half-way (the run finished first): use more --images.")
     resumed_s, resumed = timed(command, work, env)
     return {
         "images": args.images,
         "units": units,
+        "one_process_runs": times["one"],
+        "k_process_runs": times["many"],
         "one_process_seconds": one_s,
         "k_process_seconds": many_s,
         "one_process_images_per_second": args.images / one_s,
@@ -148,7 +159,7 @@ def throughput(args: argparse.Namespace, work: Path, weights: Path, env: dict[st
         "kill": kill,
         "resumed_seconds": resumed_s,
         "resumed_ok": resumed.returncode == 0
-        and (work / "resumed.csv").read_bytes() == (work / "one.csv").read_bytes(),
+        and (work / "resumed.csv").read_bytes() == (work / "one0.csv").read_bytes(),
         "resumed_note": next((ln for ln in resumed.stderr.splitlines() if "resumed:" in ln), ""),
     }
 
@@ -167,6 +178,10 @@ def memory(args: argparse.Namespace, work: Path, weights: Path, env: dict[str, s
     return rows
 
 
+def runs(seconds: list[float]) -> str:
+    return ", ".join(f"{s:.1f}" for s in seconds)
+
+
 def report(machine: str, load: str, args: argparse.Namespace, result: dict, mem: list[dict]) -> str:
     k = args.processes
     lines = [
@@ -175,6 +190,9 @@ def report(machine: str, load: str, args: argparse.Namespace, result: dict, mem:
         f"uptime after the runs: {uptime()}",
         f"model: vgg11 at width {args.width} (seeded random, 10 classes), {args.images} images, batch "
         f"{args.batch_size}, units of {args.unit_size}, device {args.device}",
+        "",
+        f"medians of {args.repeats} runs each, round-robin (all runs: 1 process {runs(result['one_process_runs'])} s; "
+        f"{k} processes {runs(result['k_process_runs'])} s)",
         "",
         "| run | seconds (wall) | images/s | parallel efficiency |",
         "|---|---|---|---|",
@@ -225,6 +243,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--unit-size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each, round-robin (default: 3)")
     parser.add_argument(
         "--memory-images",
         type=lambda text: [int(n) for n in text.split(",")],

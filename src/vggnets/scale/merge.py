@@ -1,10 +1,10 @@
 """One feature file from the parts of every unit, written on disk without the matrix passing through memory.
 
-``.npy``: the array is created memory-mapped in the output's temporary file and each part's rows are copied in, in
-unit order (the file is the one ``np.save`` writes); its ``.csv`` sidecar (``index,file,label``) is streamed first.
+``.npy``: the header, then each part's memory-mapped rows appended in unit order, one unit mapped at a time (the file
+is the one ``np.save`` writes); its ``.csv`` sidecar (``index,file,label``) is streamed first.
 ``.parquet``: one row group per unit, through one ``ParquetWriter`` (columns ``file``, ``label``, ``features``
 list<float>; the settings in the schema's ``vggnets`` metadata). ``.pt``: one tensor, memory-mapped from a merged
-``.npy`` in the parts folder while ``torch.save`` writes it. Every file goes through the one atomic writer.
+``.npy`` in the parts folder while ``torch.save`` writes it (its pages are read once, from the file). Every file goes through the one atomic writer.
 """
 
 from __future__ import annotations
@@ -73,15 +73,16 @@ def _good(part: FeaturePart) -> list[tuple[str, str]]:
 
 
 def _concatenate(path: Path, parts: Sequence[FeaturePart], shape: tuple[int, int]) -> None:
-    """The parts' rows in order, as one float32 .npy created memory-mapped (as ``np.save`` would write it)."""
-    merged = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
-    row = 0
-    for part in parts:
-        if part.shape[0]:
-            merged[row : row + part.shape[0]] = part.load()
-            row += part.shape[0]
-    merged.flush()
-    del merged
+    """The parts' rows in order, as one float32 .npy (the bytes ``np.save`` writes): the header, then each part's
+    memory-mapped rows appended in turn, so that at most one unit's rows are mapped at a time."""
+    header = {"descr": np.dtype(np.float32).str, "fortran_order": False, "shape": shape}
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        for part in parts:
+            if part.shape[0]:
+                rows = part.load()
+                f.write(memoryview(np.ascontiguousarray(rows, dtype=np.float32)).cast("B"))
+                del rows
 
 
 def _write_csv(path: Path, parts: Sequence[FeaturePart]) -> None:
