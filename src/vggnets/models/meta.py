@@ -16,7 +16,9 @@ from .weights import IMAGENET_CATEGORIES, WeightsEnum
 
 def file_record(weights: Any) -> dict[str, Any]:
     """The record of a checkpoint file (empty for published weights, None, or a file without one)."""
-    return (read_record(weights) or {}) if isinstance(weights, (str, Path)) and Path(weights).is_file() else {}
+    return (
+        (read_record(weights) or {}) if isinstance(weights, (str, Path)) and Path(weights).is_file() else {}
+    )
 
 
 def weights_architecture(weights: Any) -> str | None:
