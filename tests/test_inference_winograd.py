@@ -32,6 +32,9 @@ def test_only_plain_wide_3x3_convolutions_are_swapped():
     assert not eligible(torch.nn.Conv2d(256, 256, 3, padding=1, stride=2))
     assert not eligible(torch.nn.Conv2d(256, 256, 1))
     assert not eligible(torch.nn.Conv2d(256, 256, 3, padding=1, groups=2))
+    assert eligible(torch.nn.Conv2d(256, 64, 3, padding=1).bfloat16())
+    assert not eligible(torch.nn.Conv2d(128, 64, 3, padding=1).bfloat16())  # bf16 needs 256
+    assert not eligible(torch.nn.Conv2d(256, 256, 3, padding=1).half())
     model = vggnets.vgg16(width=0.25).eval()  # channels 16, 32, 64, 128, 128
     wide = sum(eligible(m) for m in model.modules())
     assert use_winograd(model) == wide == 5  # conv4_2, conv4_3, conv5_1..3
@@ -47,14 +50,29 @@ def test_predictor_with_winograd_matches_fp32():
     assert build(model, compile=False).info.winograd == 0  # eager: off unless asked
 
 
-def test_winograd_default_is_compiled_fp32_on_the_cpu():
+def test_bf16_winograd_is_close_to_the_direct_bf16_convolution():
+    torch.manual_seed(2)
+    conv = torch.nn.Conv2d(256, 32, 3, padding=1).eval()
+    x = torch.randn(2, 256, 12, 12).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        exact = conv(x)
+        direct = conv.bfloat16()(x.bfloat16()).float()
+        winograd = WinogradConv2d(conv)(x.bfloat16())
+    assert winograd.dtype == torch.bfloat16
+    scale = exact.abs().max().item()
+    assert (winograd.float() - exact).abs().max().item() < 4 * max(
+        (direct - exact).abs().max().item(), 1e-3 * scale
+    )
+
+
+def test_winograd_default_is_compiled_fp32_and_bf16_on_the_cpu():
     def info(precision="fp32", compile="aot", device="cpu"):
         return EngineInfo(precision, precision, compile, "True", device, (1, 4))
 
     assert engine._winograd_here(None, info())
     assert engine._winograd_here(None, info(compile="jit"))
     assert not engine._winograd_here(None, info(compile="none"))
-    assert not engine._winograd_here(None, info("bf16")) and not engine._winograd_here(None, info("int8"))
+    assert engine._winograd_here(None, info("bf16")) and not engine._winograd_here(None, info("int8"))
     assert not engine._winograd_here(None, info(device="cuda:0"))
     assert not engine._winograd_here(False, info()) and engine._winograd_here(True, info(compile="none"))
 
