@@ -41,13 +41,22 @@ from _machine import describe_cpu, format_cpu  # noqa: E402
 import vggnets  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
-PEAK = (
-    "import resource, sys\n"
-    "from vggnets.cli import main\n"
-    "code = main(sys.argv[1:])\n"
-    "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
-    "sys.exit(code)\n"
-)
+#: Runs a command in this process and reports its peak RSS and the median of its RSS sampled every 0.2 s.
+PEAK = """\
+import resource, statistics, sys, threading, time
+samples = []
+def sample():
+    while True:
+        with open("/proc/self/statm") as f:
+            samples.append(int(f.read().split()[1]) * resource.getpagesize())
+        time.sleep(0.2)
+threading.Thread(target=sample, daemon=True).start()
+from vggnets.cli import main
+code = main(sys.argv[1:])
+print("MAXRSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+print("MEDIAN_RSS_B", statistics.median(samples), file=sys.stderr)
+sys.exit(code)
+"""
 
 
 def make_folder(root: Path, count: int, side: int | None = None) -> Path:
@@ -169,12 +178,17 @@ def memory(args: argparse.Namespace, work: Path, weights: Path, env: dict[str, s
     for count in args.memory_images:
         folder = make_folder(work / f"small{count}", count, side=160)
         command = [sys.executable, "-c", PEAK, "features", str(folder), "-r", "--model", "vgg11", "--weights",
-                   str(weights), "--device", args.device, "-q", "-b", "32", "-o", f"f{count}.npy"]  # fmt: skip
+                   str(weights), "--device", args.device, "-q", "-b", str(args.memory_batch), "-o",
+                   f"f{count}.npy"]  # fmt: skip
         seconds, done = timed(command, work, env)
         if done.returncode != 0:
             raise SystemExit(done.stderr)
-        peak = next(int(ln.split()[1]) for ln in done.stderr.splitlines() if ln.startswith("MAXRSS_KB"))
-        rows.append({"images": count, "seconds": seconds, "peak_rss_mib": peak / 1024})
+        said = dict(
+            ln.split()[:2] for ln in done.stderr.splitlines() if ln.startswith(("MAXRSS_KB", "MEDIAN_RSS"))
+        )
+        rows.append({"images": count, "seconds": seconds, "peak_rss_mib": int(said["MAXRSS_KB"]) / 1024,
+                     "median_rss_mib": float(said["MEDIAN_RSS_B"]) / 2**20,
+                     "matrix_mib": count * int(4096 * args.width) * 4 / 2**20})  # fmt: skip
     return rows
 
 
@@ -182,16 +196,36 @@ def runs(seconds: list[float]) -> str:
     return ", ".join(f"{s:.1f}" for s in seconds)
 
 
-def report(machine: str, load: str, args: argparse.Namespace, result: dict, mem: list[dict]) -> str:
-    k = args.processes
+def report(machine: str, load: str, args: argparse.Namespace, result: dict | None, mem: list[dict]) -> str:
     lines = [
         f"CPU: {machine}",
         f"uptime before the runs: {load}",
         f"uptime after the runs: {uptime()}",
-        f"model: vgg11 at width {args.width} (seeded random, 10 classes), {args.images} images, batch "
-        f"{args.batch_size}, units of {args.unit_size}, device {args.device}",
-        "",
-        f"medians of {args.repeats} runs each, round-robin (all runs: 1 process {runs(result['one_process_runs'])} s; "
+        f"model: vgg11 at width {args.width} (seeded random, 10 classes), device {args.device}",
+    ]
+    if result is not None:
+        lines += ["", *throughput_table(args, result)]
+    if mem:
+        lines += [
+            "",
+            f"| vggnets features (relu7), 160-pixel JPEGs, batch {args.memory_batch} | seconds (wall) | peak RSS (MiB) "
+            "| median RSS (MiB) | the matrix (MiB) |",
+            "|---|---|---|---|---|",
+            *(
+                f"| {m['images']} images | {m['seconds']:.1f} | {m['peak_rss_mib']:.0f} | {m['median_rss_mib']:.0f} "
+                f"| {m['matrix_mib']:.1f} |"
+                for m in mem
+            ),
+        ]
+    return "\n".join(lines)
+
+
+def throughput_table(args: argparse.Namespace, result: dict) -> list[str]:
+    k = args.processes
+    kill = result["kill"]
+    return [
+        f"classify: {args.images} images, batch {args.batch_size}, units of {args.unit_size}; medians of "
+        f"{args.repeats} runs each, round-robin (all runs: 1 process {runs(result['one_process_runs'])} s; "
         f"{k} processes {runs(result['k_process_runs'])} s)",
         "",
         "| run | seconds (wall) | images/s | parallel efficiency |",
@@ -203,15 +237,9 @@ def report(machine: str, load: str, args: argparse.Namespace, result: dict, mem:
         f"{result['resumed_seconds'] / result['k_process_seconds']:.2f}x the full run's time |",
         "",
         f"{k}-process output equal to 1 process byte for byte: {result['k_output_equals_one']}; killed when "
-        f"{result['kill']['killed_at_units']} of {result['units']} units were committed "
-        f"({result['kill']['committed_after']} when the group stopped); rerun: {result['resumed_note'].strip()}; "
-        f"output equal: {result['resumed_ok']}",
-        "",
-        "| vggnets features (relu7) | seconds (wall) | peak RSS of the process (MiB) |",
-        "|---|---|---|",
-        *(f"| {m['images']} images | {m['seconds']:.1f} | {m['peak_rss_mib']:.0f} |" for m in mem),
+        f"{kill['killed_at_units']} of {result['units']} units were committed ({kill['committed_after']} when the "
+        f"group stopped); rerun: {result['resumed_note'].strip()}; output equal: {result['resumed_ok']}",
     ]
-    return "\n".join(lines)
 
 
 def lscpu_model() -> str:
@@ -250,6 +278,12 @@ def main() -> None:
         default=[1000, 10000],
         help="folder sizes for the features memory check (default: 1000,10000; empty: skip)",
     )
+    parser.add_argument(
+        "--memory-batch", type=int, default=8, help="batch size of the features runs (default: 8)"
+    )
+    parser.add_argument(
+        "--only", choices=("throughput", "memory"), default=None, help="run one of the two parts"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this file")
     args = parser.parse_args()
     machine, load = lscpu_model(), uptime()
@@ -261,8 +295,8 @@ def main() -> None:
         torch.save(vggnets.vgg11(width=args.width, num_classes=10).state_dict(), weights)
         env = {**os.environ, "TORCH_HOME": str(work / "torch_home")}
         env.pop("OMP_NUM_THREADS", None)  # torchrun's default, which vggnets reads as "share the cores"
-        result = throughput(args, work, weights, env)
-        mem = memory(args, work, weights, env) if args.memory_images else []
+        result = throughput(args, work, weights, env) if args.only in (None, "throughput") else None
+        mem = memory(args, work, weights, env) if args.memory_images and args.only in (None, "memory") else []
     text = report(machine, load, args, result, mem)
     print(text)
     if args.json:
