@@ -5,8 +5,9 @@
 inference-precision hint, int8 from the same QDQ model) or ``auto`` (the fastest installed one for the precision on
 this CPU kind, from :data:`AUTO_CHOICES`). A peer runner takes the same uint8 batches and returns the same float32
 logits as the torch one, so the :class:`~vggnets.inference.engine.Predictor` around it is unchanged (same
-``preprocess``, buckets and outputs). What a peer cannot do here (a precision it has no kernels for, a GPU, a runtime
-that is not installed) gives one note and the torch backend.
+``preprocess``, buckets and outputs). What a peer cannot do here (a precision it has no kernels for, a GPU) gives one
+note and the torch backend; a peer asked for by name that is not installed raises MissingDependencyError naming the
+``peers`` extra (``auto`` just skips it).
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ PRECISIONS_OF = {
     "openvino": ("fp32", "bf16", "int8"),
 }
 #: ``backend="auto"``: the backend to use per (CPU kind, precision) where a peer measured faster than the torch path
-#: in the same process (see the commit messages and the README's table); everything else runs on torch.
+#: in the same process (benchmarks/peers_table.py); everything else runs on torch. Empty: on amd-zen4 (one thread per
+#: runtime, CPU time) torch was 1.44x the best peer at fp32, 1.06x at bf16 and level with OpenVINO at int8 (1.00x);
+#: the other kinds have not been measured against the peers.
 AUTO_CHOICES: dict[tuple[str, str], str] = {}
 
 
