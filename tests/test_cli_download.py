@@ -12,6 +12,7 @@ import re
 import shutil
 import socket
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -241,3 +242,56 @@ def test_help_documents_force(capsys) -> None:
     code, out, _ = cli(capsys, "download", "--help")
     assert code == 0
     assert "--force" in out and "resumed" in out
+
+
+# --- the LPIPS linear layers ---
+
+
+@pytest.fixture
+def lpips_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    """A stand-in for the published LPIPS v0.1 file, served by a mirror server with its digest pinned."""
+    import dataclasses
+
+    import torch
+
+    from vggnets.features import lpips
+
+    path = tmp_path / "lin.pth"
+    torch.save(
+        {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate((64, 128, 256, 512, 512))},
+        path,
+    )
+    data = path.read_bytes()
+    published = lpips.LINEAR_WEIGHTS["0.1"]
+    monkeypatch.setitem(lpips.LINEAR_WEIGHTS, "0.1", dataclasses.replace(published, sha256=sha256(data)))
+    srv = _Server({published.file_name: data})
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    monkeypatch.setenv("VGGNETS_WEIGHTS_MIRROR", srv.base)
+    yield data
+    srv.shutdown()
+    srv.server_close()
+    thread.join(5)
+
+
+def test_download_lpips_fetches_and_verifies_the_linear_layers(
+    cache: Path, lpips_file: bytes, capsys
+) -> None:
+    from vggnets.features.lpips import LINEAR_WEIGHTS
+
+    name = LINEAR_WEIGHTS["0.1"].file_name
+    code, out, err = cli(capsys, "download", "lpips", "--verify")
+    assert (code, err) == (0, "")
+    assert out == f"lpips-v0.1  {cache / name}  sha256 {sha256(lpips_file)}  OK\n"
+    assert (cache / name).read_bytes() == lpips_file
+    with warnings.catch_warnings():  # the installed lpips package's real file differs from this stand-in
+        warnings.simplefilter("ignore")
+        assert LINEAR_WEIGHTS["0.1"].get_state_dict(progress=False)  # what `vggnets lpips` then reads offline
+    put(cache, name, b"damaged")
+    code, out, err = cli(capsys, "download", "LPIPS-v0.1", "--verify")
+    assert code == 1 and out.endswith("MISMATCH\n") and "`vggnets download lpips-v0.1 --force`" in err
+
+
+def test_download_unknown_name_mentions_lpips(isolated_torch_home: Path, capsys) -> None:
+    code, _, err = cli(capsys, "download", "lpipz")
+    assert code == 2 and "lpips" in err and err.count("\n") == 1

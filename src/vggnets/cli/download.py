@@ -17,7 +17,8 @@ HELP = "download (and verify) pretrained weights into the cache"
 DESCRIPTION = """\
 Download weights into $TORCH_HOME/hub/checkpoints (shared with torchvision), so later runs work offline.
 
-NAME is a model (vgg16: its DEFAULT weights) or a weights name (VGG16_Weights.IMAGENET1K_FEATURES).
+NAME is a model (vgg16: its DEFAULT weights), a weights name (VGG16_Weights.IMAGENET1K_FEATURES), or lpips
+(the LPIPS v0.1 linear layers that `vggnets lpips` needs beside vgg16; lpips-v0.1 names the version).
 --verify re-hashes cached files (a cache hit is otherwise trusted) and prints each full SHA-256, so a site
 can pin it; --force downloads again and replaces a cached file once the new one verifies (a bad one, say).
 An interrupted download is resumed by the next one where the server allows it; two processes downloading
@@ -29,6 +30,7 @@ examples:
   vggnets download vgg16                          VGG16's DEFAULT weights (IMAGENET1K_V1)
   vggnets download vgg16 vgg19_bn --verify        fetch two, re-hash them, print their SHA-256
   vggnets download VGG16_Weights.IMAGENET1K_FEATURES
+  vggnets download vgg16 lpips                    everything `vggnets lpips` needs offline
   vggnets download vgg16 --force --verify         replace a cached file that failed --verify
   VGGNETS_WEIGHTS_MIRROR=/mnt/models vggnets download --all --json"""
 
@@ -37,7 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the subcommand."""
     p = add_subcommand(sub, "download", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("names", nargs="*", metavar="NAME", help="models or weights names")
-    p.add_argument("--all", action="store_true", help="every published weights file (about 4.7 GB)")
+    p.add_argument(
+        "--all", action="store_true", help="every published weights file, LPIPS's included (about 4.7 GB)"
+    )
     p.add_argument(
         "--verify", action="store_true", help="re-hash each file and compare with the published digest"
     )
@@ -54,18 +58,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def selected(args: argparse.Namespace) -> list:
     """The enum members named on the command line (or all of them)."""
     from ..errors import VggnetsError
+    from ..features.lpips import LINEAR_WEIGHTS
     from ..models.weights import WEIGHTS, get_weight, resolve_weights
 
+    lpips = {"lpips": LINEAR_WEIGHTS["0.1"], **{w.name: w for w in LINEAR_WEIGHTS.values()}}
     if args.all:
-        return [m for enum_cls in WEIGHTS.values() for m in enum_cls]
+        return [m for enum_cls in WEIGHTS.values() for m in enum_cls] + list(LINEAR_WEIGHTS.values())
     if not args.names:
         raise VggnetsError(
             "name at least one model or weights (e.g. `vggnets download vgg16`), or pass --all."
         )
     try:
-        members = [get_weight(n) if "." in n else resolve_weights(n, "DEFAULT") for n in args.names]
+        members = [
+            lpips[n.lower()]
+            if n.lower() in lpips
+            else get_weight(n)
+            if "." in n
+            else resolve_weights(n, "DEFAULT")
+            for n in args.names
+        ]
     except ValueError as exc:
-        raise VggnetsError(str(exc)) from exc
+        raise VggnetsError(f"{exc} (or lpips for the LPIPS linear layers)") from exc
     return list(dict.fromkeys(members))  # each file once, even when named twice (vgg16 and its IMAGENET1K_V1)
 
 
@@ -89,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
             record["sha256"] = digest
             try:
                 # a legacy file name (vgg11-bbd30ac9.pth) carries its own digest
-                download.check_digest(digest, published_digest(path.name), what=str(path))
+                expected = member.sha256 if path.name == member.file_name else published_digest(path.name)
+                download.check_digest(digest, expected, what=str(path))
                 record["verified"] = True
             except ChecksumError as exc:
                 record["verified"] = False

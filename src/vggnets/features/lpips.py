@@ -64,6 +64,14 @@ class LinearWeights:
     package_file: str  # path inside the installed ``lpips`` package
     license: str
 
+    @property
+    def name(self) -> str:
+        """The name ``vggnets download`` knows it by (``lpips-v0.1``)."""
+        return f"lpips-v{self.version}"
+
+    def __str__(self) -> str:
+        return self.name
+
     def installed_path(self) -> Path | None:
         """The copy inside the installed ``lpips`` package when it is there and has the published digest, else None.
 
