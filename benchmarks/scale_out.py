@@ -9,7 +9,9 @@ Everything is run as the user runs it, in fresh processes, --repeats times each,
 OUT`` and ``python -m torch.distributed.run --standalone --nproc-per-node K -m vggnets classify ...`` with the same
 options (a seeded random vgg11 at --width, 10 classes, so nothing is downloaded). Times are wall-clock from the
 command's start to its exit, so they include starting Python and torch (and torchrun's rendezvous); images/s is
-images / wall time; parallel efficiency is (images/s with K) / (K x images/s with 1). The K-process output is checked
+images / wall time; parallel efficiency is (images/s with K) / (K x images/s of one process given one rank's share of
+the cores, OMP_NUM_THREADS = cores / K), and the K-process rate is also compared with one process on all the cores
+(on a machine with few cores, the fair question is whether K processes lose anything against it). The K-process output is checked
 to be byte-for-byte the 1-process output.
 
 Resume: a K-process run is started; once half of the units are committed to OUT.parts, rank 1 is killed with SIGKILL
@@ -136,16 +138,25 @@ def throughput(args: argparse.Namespace, work: Path, weights: Path, env: dict[st
     common = ["classify", str(folder), "-r", "--model", "vgg11", "--weights", str(weights), "--device", args.device,
               "-q", "-b", str(args.batch_size), "--unit-size", str(args.unit_size), "--format", "csv"]  # fmt: skip
     units = -(-args.images // args.unit_size)
-    times: dict[str, list[float]] = {"one": [], "many": []}
-    for repeat in range(args.repeats):  # round-robin: a change in the machine's load hits both alike
-        for name, launcher in (("one", [sys.executable]), ("many", torchrun(args.processes))):
+    # one rank's share of the machine: what each of the K processes gets (torchrun splits the cores)
+    rank_threads = max(1, (os.cpu_count() or 1) // args.processes)
+    rank_env = {**env, "OMP_NUM_THREADS": str(rank_threads)}
+    runs_of = (
+        ("one", [sys.executable], env),
+        ("rank", [sys.executable], rank_env),
+        ("many", torchrun(args.processes), env),
+    )
+    times: dict[str, list[float]] = {name: [] for name, _, _ in runs_of}
+    for repeat in range(args.repeats):  # round-robin: a change in the machine's load hits all alike
+        for name, launcher, run_env in runs_of:
             seconds, done = timed(
-                [*launcher, "-m", "vggnets", *common, "-o", f"{name}{repeat}.csv"], work, env
+                [*launcher, "-m", "vggnets", *common, "-o", f"{name}{repeat}.csv"], work, run_env
             )
             if done.returncode != 0:
                 raise SystemExit(done.stderr)
             times[name].append(seconds)
     one_s, many_s = statistics.median(times["one"]), statistics.median(times["many"])
+    rank_s = statistics.median(times["rank"])
     same = all(
         (work / f"many{r}.csv").read_bytes() == (work / "one0.csv").read_bytes() for r in range(args.repeats)
     )
@@ -163,7 +174,12 @@ def throughput(args: argparse.Namespace, work: Path, weights: Path, env: dict[st
         "k_process_seconds": many_s,
         "one_process_images_per_second": args.images / one_s,
         "k_process_images_per_second": args.images / many_s,
-        "parallel_efficiency": (args.images / many_s) / (args.processes * args.images / one_s),
+        "rank_threads": rank_threads,
+        "one_rank_runs": times["rank"],
+        "one_rank_seconds": rank_s,
+        "one_rank_images_per_second": args.images / rank_s,
+        "speedup_over_one_process": one_s / many_s,
+        "parallel_efficiency": (args.images / many_s) / (args.processes * args.images / rank_s),
         "k_output_equals_one": same,
         "kill": kill,
         "resumed_seconds": resumed_s,
@@ -226,15 +242,21 @@ def throughput_table(args: argparse.Namespace, result: dict) -> list[str]:
     return [
         f"classify: {args.images} images, batch {args.batch_size}, units of {args.unit_size}; medians of "
         f"{args.repeats} runs each, round-robin (all runs: 1 process {runs(result['one_process_runs'])} s; "
+        f"1 process with {result['rank_threads']} thread(s) {runs(result['one_rank_runs'])} s; "
         f"{k} processes {runs(result['k_process_runs'])} s)",
         "",
-        "| run | seconds (wall) | images/s | parallel efficiency |",
-        "|---|---|---|---|",
-        f"| 1 process | {result['one_process_seconds']:.1f} | {result['one_process_images_per_second']:.1f} | - |",
+        "| run | seconds (wall) | images/s | vs 1 process on all cores | parallel efficiency |",
+        "|---|---|---|---|---|",
+        f"| 1 process, all cores | {result['one_process_seconds']:.1f} | "
+        f"{result['one_process_images_per_second']:.1f} | 1.00x | - |",
+        f"| 1 process, one rank's share ({result['rank_threads']} thread(s)) | {result['one_rank_seconds']:.1f} | "
+        f"{result['one_rank_images_per_second']:.1f} | "
+        f"{result['one_process_seconds'] / result['one_rank_seconds']:.2f}x | (the unit) |",
         f"| torchrun, {k} processes | {result['k_process_seconds']:.1f} | "
-        f"{result['k_process_images_per_second']:.1f} | {100 * result['parallel_efficiency']:.0f}% |",
+        f"{result['k_process_images_per_second']:.1f} | {result['speedup_over_one_process']:.2f}x | "
+        f"{100 * result['parallel_efficiency']:.0f}% |",
         f"| torchrun, {k} processes, rerun after rank 1 was killed half-way | {result['resumed_seconds']:.1f} | - | "
-        f"{result['resumed_seconds'] / result['k_process_seconds']:.2f}x the full run's time |",
+        f"- | {result['resumed_seconds'] / result['k_process_seconds']:.2f}x the full run's time |",
         "",
         f"{k}-process output equal to 1 process byte for byte: {result['k_output_equals_one']}; killed when "
         f"{kill['killed_at_units']} of {result['units']} units were committed ({kill['committed_after']} when the "
