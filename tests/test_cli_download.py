@@ -6,6 +6,7 @@ in for vgg11's published weights (its digest pinned); the network is a local HTT
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import re
@@ -106,16 +107,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body[start:])
 
 
-@pytest.fixture
-def server(weights: bytes, monkeypatch: pytest.MonkeyPatch) -> Iterator[_Server]:
-    srv = _Server({VGG11_FILE: weights})
+@contextlib.contextmanager
+def serving(files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch) -> Iterator[_Server]:
+    """A mirror server on 127.0.0.1 holding ``files``, set as VGGNETS_WEIGHTS_MIRROR while the ``with`` lasts."""
+    srv = _Server(files)
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     monkeypatch.setenv("VGGNETS_WEIGHTS_MIRROR", srv.base)
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def server(weights: bytes, monkeypatch: pytest.MonkeyPatch) -> Iterator[_Server]:
+    with serving({VGG11_FILE: weights}, monkeypatch) as srv:
+        yield srv
 
 
 @pytest.fixture
@@ -264,14 +274,8 @@ def lpips_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
     data = path.read_bytes()
     published = lpips.LINEAR_WEIGHTS["0.1"]
     monkeypatch.setitem(lpips.LINEAR_WEIGHTS, "0.1", dataclasses.replace(published, sha256=sha256(data)))
-    srv = _Server({published.file_name: data})
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    monkeypatch.setenv("VGGNETS_WEIGHTS_MIRROR", srv.base)
-    yield data
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
+    with serving({published.file_name: data}, monkeypatch):
+        yield data
 
 
 def test_download_lpips_fetches_and_verifies_the_linear_layers(
