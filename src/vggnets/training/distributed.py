@@ -54,18 +54,22 @@ def distributed_process(device: torch.device) -> Iterator[tuple[Distributed, tor
     (``cuda:LOCAL_RANK``) and, unless OMP_NUM_THREADS is set, the CPU threads are shared out among the processes.
     """
     dist = init_distributed(device.type)
-    if dist.world_size > 1:
-        if device.type == "cuda":
-            device = torch.device("cuda", dist.local_rank)
-        if "OMP_NUM_THREADS" not in os.environ:
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.world_size))
-    yield dist, device
-    if dist.world_size > 1 and torch.distributed.is_initialized():
-        # Leave together, and only after success: a process that tears its gloo connections down while a peer still
-        # uses them makes that peer abort ("terminate called without an active exception"), and after an error a
-        # peer may be inside a collective that never completes, so the group is left to the process's exit.
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+    try:
+        if dist.world_size > 1:
+            if device.type == "cuda":
+                device = torch.device("cuda", dist.local_rank)
+            if "OMP_NUM_THREADS" not in os.environ:
+                torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.world_size))
+        yield dist, device
+        if dist.world_size > 1 and torch.distributed.is_initialized():
+            # After success, leave together: a process that tears its gloo connections down while a peer still
+            # uses them makes that peer abort ("terminate called without an active exception"). After an error
+            # there is no barrier (a peer may never arrive), but the group is still destroyed: a process that
+            # exits without doing so keeps torchrun's restarted group from connecting (--max-restarts hangs).
+            torch.distributed.barrier()
+    finally:
+        if dist.world_size > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def wrap_model(
