@@ -42,7 +42,16 @@ def init_distributed(device_type: str) -> Distributed:
     if device_type == "cuda":
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+        # torchrun's store outlives a restart (--max-restarts): without a namespace per attempt, a process of the new
+        # group can read the address a process of the failed one published, and fail to connect to it.
+        store, rank, world_size = next(dist.rendezvous("env://"))
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        dist.init_process_group(
+            "nccl" if device_type == "cuda" else "gloo",
+            store=dist.PrefixStore(f"vggnets/attempt-{attempt}", store),
+            rank=rank,
+            world_size=world_size,
+        )
     return Distributed(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
