@@ -1,9 +1,13 @@
-"""Shared fixtures: an isolated torch.hub cache for every test, and checkpoints generated once per session."""
+"""Shared fixtures: an isolated torch.hub cache for every test, checkpoints generated once per session, a folder of
+photos with one unreadable file, a folder nothing can be written to, and a 2-process torchrun runner."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,8 @@ import torchvision
 import vggnets
 
 VGG16_FILE = "vgg16-397923af.pth"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
+PHOTOS = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".jpg", ".png"))
 
 
 @pytest.fixture(autouse=True)
@@ -65,3 +71,52 @@ def small_vgg11_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(11)
     torch.save(vggnets.vgg11(width=0.125, num_classes=10).state_dict(), path)
     return path
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """13 example photos in three class folders and one unreadable file (c1/broken.jpg): 14 inputs."""
+    root = tmp_path / "imgs"
+    for i in range(13):
+        photo = PHOTOS[i % len(PHOTOS)]
+        (root / f"c{i % 3}").mkdir(parents=True, exist_ok=True)
+        shutil.copy(photo, root / f"c{i % 3}" / f"img{i:02d}{photo.suffix}")
+    (root / "c1" / "broken.jpg").write_bytes(b"not an image")
+    return root
+
+
+def run_torchrun(
+    cwd: Path, *argv: object, script: Path | None = None, restarts: int = 0
+) -> subprocess.CompletedProcess[str]:
+    """``torchrun --standalone --nproc-per-node 2 [--max-restarts N] -m vggnets ARGV`` (or SCRIPT ARGV) in ``cwd``,
+    one CPU thread per process."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    command += ["--max-restarts", str(restarts)] if restarts else []
+    command += [str(script)] if script else ["-m", "vggnets"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "VGGNETS_THREADS": "1"}
+    return subprocess.run(
+        [*command, *map(str, argv)], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(name="torchrun")
+def torchrun_fixture():
+    """:func:`run_torchrun`, for tests."""
+    return run_torchrun
+
+
+@pytest.fixture
+def unwritable_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder in which creating a file fails with "Permission denied". As root, chmod cannot take the permission
+    away, so the writer's temporary file (``tempfile.mkstemp`` there) is refused instead."""
+    closed = tmp_path / "closed"
+    closed.mkdir()
+    real = tempfile.mkstemp
+
+    def refuse(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir).is_relative_to(closed):
+            raise PermissionError(13, "Permission denied", str(dir))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    return closed

@@ -4,18 +4,12 @@ a rank killed with SIGKILL loses at most its unit, and a rerun (or torchrun's re
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from vggnets.cli import main
 from vggnets.scale.parts import parts_folder
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
-PHOTOS = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".jpg", ".png"))
 
 #: Run by torchrun instead of ``-m vggnets``: rank 1 is killed with SIGKILL while it computes its third unit (in the
 #: first attempt only, so that torchrun --max-restarts brings the group back).
@@ -38,30 +32,6 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def torchrun(cwd: Path, *argv: object, script: Path | None = None, restarts: int = 0):
-    """``torchrun --standalone --nproc-per-node 2 [--max-restarts N] -m vggnets ARGV`` (or SCRIPT ARGV), one CPU
-    thread per process."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    command += ["--max-restarts", str(restarts)] if restarts else []
-    command += [str(script)] if script else ["-m", "vggnets"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "VGGNETS_THREADS": "1"}
-    return subprocess.run(
-        [*command, *map(str, argv)], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
-
-
-@pytest.fixture
-def folder(tmp_path) -> Path:
-    """13 photos in three class folders and one unreadable file: 14 inputs, 7 units of 2."""
-    root = tmp_path / "imgs"
-    for i in range(13):
-        photo = PHOTOS[i % len(PHOTOS)]
-        (root / f"c{i % 3}").mkdir(parents=True, exist_ok=True)
-        shutil.copy(photo, root / f"c{i % 3}" / f"img{i:02d}{photo.suffix}")
-    (root / "c1" / "broken.jpg").write_bytes(b"not an image")
-    return root
-
-
 def options(weights: Path, *extra: object) -> list[str]:
     return ["imgs", "-r", "--model", "vgg11", "--weights", str(weights), "--device", "cpu", "-q", "-b", "2",
             "--unit-size", "2", "-k", "3", *map(str, extra)]  # fmt: skip
@@ -77,7 +47,7 @@ def single(tmp_path: Path, weights: Path, *extra: object) -> int:
         os.chdir(here)
 
 
-def test_two_processes_write_the_csv_of_one_process(folder, small_vgg11_file, tmp_path, capsys):
+def test_two_processes_write_the_csv_of_one_process(torchrun, folder, small_vgg11_file, tmp_path, capsys):
     assert single(tmp_path, small_vgg11_file, "--format", "csv", "-o", "one.csv") == 1
     done = torchrun(tmp_path, "classify", *options(small_vgg11_file, "--format", "csv", "-o", "two.csv"))
     assert done.returncode == 0, done.stderr
@@ -89,7 +59,7 @@ def test_two_processes_write_the_csv_of_one_process(folder, small_vgg11_file, tm
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["table", "jsonl", "json"])
-def test_every_format_and_stdout_equal_one_process(fmt, folder, small_vgg11_file, tmp_path, capsys):
+def test_every_format_and_stdout_equal_one_process(torchrun, fmt, folder, small_vgg11_file, tmp_path, capsys):
     target = tmp_path / f"out.{fmt}"
     assert single(tmp_path, small_vgg11_file, "--format", fmt, "-o", target.name) == 1
     expected = target.read_bytes()
@@ -108,7 +78,9 @@ def committed(target: Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_a_killed_rank_loses_at_most_its_unit_and_a_rerun_completes(folder, small_vgg11_file, tmp_path):
+def test_a_killed_rank_loses_at_most_its_unit_and_a_rerun_completes(
+    torchrun, folder, small_vgg11_file, tmp_path
+):
     assert single(tmp_path, small_vgg11_file, "--format", "json", "-o", "out.json", "--keep-parts") == 1
     expected = (tmp_path / "out.json").read_bytes()  # json records the options: the same ones
     (tmp_path / "out.json").unlink()
@@ -129,7 +101,7 @@ def test_a_killed_rank_loses_at_most_its_unit_and_a_rerun_completes(folder, smal
 
 
 @pytest.mark.slow
-def test_torchrun_max_restarts_brings_the_group_back(folder, small_vgg11_file, tmp_path):
+def test_torchrun_max_restarts_brings_the_group_back(torchrun, folder, small_vgg11_file, tmp_path):
     assert single(tmp_path, small_vgg11_file, "--format", "csv", "-o", "out.csv") == 1
     expected = (tmp_path / "out.csv").read_bytes()
     (tmp_path / "out.csv").unlink()
@@ -143,7 +115,7 @@ def test_torchrun_max_restarts_brings_the_group_back(folder, small_vgg11_file, t
 
 @pytest.mark.slow
 def test_the_engine_is_built_once_and_gives_the_output_of_one_process(
-    folder, small_vgg11_file, tmp_path, monkeypatch
+    torchrun, folder, small_vgg11_file, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("VGGNETS_ENGINE_CACHE", str(tmp_path / "engine"))
     engine = ("--precision", "fp32", "--compile", "aot", "--format", "csv")

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,24 +20,6 @@ from vggnets.scale.parts import parts_folder
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 PHOTOS = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".jpg", ".png"))
 TIMINGS = ("seconds", "images_per_second")
-
-
-def torchrun(cwd: Path, *argv: object):
-    """``torchrun --standalone --nproc-per-node 2 -m vggnets ARGV``, one CPU thread per process."""
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "vggnets",
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "VGGNETS_THREADS": "1"}
-    return subprocess.run(
-        [*command, *map(str, argv)], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +90,7 @@ def test_every_protocol_and_an_ensemble_merge_to_the_counts_of_one_process(
     ids=["center-dense", "all"],
 )
 def test_two_processes_give_the_metrics_of_one_process(
-    protocols, small_vgg11_file, vgg13_file, tmp_path, capsys
+    torchrun, protocols, small_vgg11_file, vgg13_file, tmp_path, capsys
 ):
     data = make_tree(tmp_path / "val", 7)
     extra = ("--ensemble", f"vgg11={small_vgg11_file},vgg13={vgg13_file}", "--scales", "224,256", "--protocol",

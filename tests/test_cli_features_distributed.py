@@ -4,9 +4,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +12,6 @@ import torch
 
 from vggnets.cli import main
 from vggnets.scale.parts import parts_folder
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
-PHOTOS = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".jpg", ".png"))
 
 #: Rank 1 is killed with SIGKILL while it computes its second unit.
 KILLER = """\
@@ -39,28 +33,6 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def torchrun(cwd: Path, *argv: object, script: Path | None = None):
-    """``torchrun --standalone --nproc-per-node 2 -m vggnets ARGV`` (or SCRIPT ARGV), one CPU thread per process."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    command += [str(script)] if script else ["-m", "vggnets"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "VGGNETS_THREADS": "1"}
-    return subprocess.run(
-        [*command, *map(str, argv)], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
-
-
-@pytest.fixture
-def folder(tmp_path) -> Path:
-    """13 photos in three class folders and one unreadable file: 14 inputs, 7 units of 2."""
-    root = tmp_path / "imgs"
-    for i in range(13):
-        photo = PHOTOS[i % len(PHOTOS)]
-        (root / f"c{i % 3}").mkdir(parents=True, exist_ok=True)
-        shutil.copy(photo, root / f"c{i % 3}" / f"img{i:02d}{photo.suffix}")
-    (root / "c1" / "broken.jpg").write_bytes(b"not an image")
-    return root
-
-
 def options(weights: Path, output: str, *extra: object) -> list[str]:
     return ["features", "imgs", "-r", "--model", "vgg11", "--weights", str(weights), "--device", "cpu", "-q",
             "-b", "2", "--unit-size", "2", "-o", output, *map(str, extra)]  # fmt: skip
@@ -75,7 +47,7 @@ def single(tmp_path: Path, argv: list[str]) -> int:
         os.chdir(here)
 
 
-def test_two_processes_write_the_npy_of_one_process(folder, small_vgg11_file, tmp_path):
+def test_two_processes_write_the_npy_of_one_process(torchrun, folder, small_vgg11_file, tmp_path):
     assert single(tmp_path, options(small_vgg11_file, "one.npy")) == 1
     done = torchrun(tmp_path, *options(small_vgg11_file, "two.npy"))
     assert done.returncode == 0, done.stderr
@@ -89,7 +61,7 @@ def test_two_processes_write_the_npy_of_one_process(folder, small_vgg11_file, tm
 
 
 @pytest.mark.slow
-def test_parquet_and_pt_equal_one_process(folder, small_vgg11_file, tmp_path):
+def test_parquet_and_pt_equal_one_process(torchrun, folder, small_vgg11_file, tmp_path):
     pq = pytest.importorskip("pyarrow.parquet")
     extra = ("--layer", "pool5", "--l2norm")
     assert single(tmp_path, options(small_vgg11_file, "one.parquet", *extra)) == 1
@@ -112,7 +84,7 @@ def test_parquet_and_pt_equal_one_process(folder, small_vgg11_file, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_killed_rank_then_a_rerun_gives_the_same_matrix(folder, small_vgg11_file, tmp_path):
+def test_a_killed_rank_then_a_rerun_gives_the_same_matrix(torchrun, folder, small_vgg11_file, tmp_path):
     assert single(tmp_path, options(small_vgg11_file, "one.npy")) == 1
     script = tmp_path / "killer.py"
     script.write_text(KILLER)

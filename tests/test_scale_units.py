@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,20 +17,6 @@ from vggnets.scale.parts import Parts, describe_files, parts_folder
 from vggnets.scale.shards import by_unit, make_units, shard, unit_size
 
 REAL = records.EMBEDDINGS
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
-PHOTOS = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".jpg", ".png"))
-
-
-@pytest.fixture
-def folder(tmp_path) -> Path:
-    """13 photos in three class folders, plus one unreadable file."""
-    root = tmp_path / "imgs"
-    for i in range(13):
-        photo = PHOTOS[i % len(PHOTOS)]
-        (root / f"c{i % 3}").mkdir(parents=True, exist_ok=True)
-        shutil.copy(photo, root / f"c{i % 3}" / f"img{i:02d}{photo.suffix}")
-    (root / "c1" / "broken.jpg").write_bytes(b"not an image")
-    return root
 
 
 def features(folder: Path, weights: Path, output: Path, *extra: object) -> list[str]:
