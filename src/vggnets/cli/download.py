@@ -56,12 +56,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def selected(args: argparse.Namespace) -> list:
-    """The enum members named on the command line (or all of them)."""
+    """The weights enum members and LPIPS files named on the command line (or all of them)."""
     from ..errors import VggnetsError
     from ..features.lpips import LINEAR_WEIGHTS
-    from ..models.weights import WEIGHTS, get_weight, resolve_weights
+    from ..models.weights import WEIGHTS
 
-    lpips = {"lpips": LINEAR_WEIGHTS["0.1"], **{w.name: w for w in LINEAR_WEIGHTS.values()}}
     if args.all:
         return [m for enum_cls in WEIGHTS.values() for m in enum_cls] + list(LINEAR_WEIGHTS.values())
     if not args.names:
@@ -69,17 +68,21 @@ def selected(args: argparse.Namespace) -> list:
             "name at least one model or weights (e.g. `vggnets download vgg16`), or pass --all."
         )
     try:
-        members = [
-            lpips[n.lower()]
-            if n.lower() in lpips
-            else get_weight(n)
-            if "." in n
-            else resolve_weights(n, "DEFAULT")
-            for n in args.names
-        ]
+        members = [_named(name) for name in args.names]
     except ValueError as exc:
         raise VggnetsError(f"{exc} (or lpips for the LPIPS linear layers)") from exc
     return list(dict.fromkeys(members))  # each file once, even when named twice (vgg16 and its IMAGENET1K_V1)
+
+
+def _named(name: str):
+    """One NAME: lpips or lpips-vX.Y, a weights member (it has a dot), else a model's DEFAULT weights."""
+    from ..features.lpips import LINEAR_WEIGHTS
+    from ..models.weights import get_weight, resolve_weights
+
+    lpips = {"lpips": LINEAR_WEIGHTS["0.1"], **{w.name: w for w in LINEAR_WEIGHTS.values()}}
+    if name.lower() in lpips:
+        return lpips[name.lower()]
+    return get_weight(name) if "." in name else resolve_weights(name, "DEFAULT")
 
 
 def run(args: argparse.Namespace) -> int:

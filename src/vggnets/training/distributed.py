@@ -73,8 +73,8 @@ def distributed_process(device: torch.device) -> Iterator[tuple[Distributed, tor
         if dist.world_size > 1 and torch.distributed.is_initialized():
             # After success, leave together: a process that tears its gloo connections down while a peer still
             # uses them makes that peer abort ("terminate called without an active exception"). After an error
-            # there is no barrier (a peer may never arrive), but the group is still destroyed: a process that
-            # exits without doing so keeps torchrun's restarted group from connecting (--max-restarts hangs).
+            # there is no barrier (a peer may never arrive), but the group is still destroyed, so its connections
+            # are closed before torchrun restarts the job (--max-restarts).
             torch.distributed.barrier()
     finally:
         if dist.world_size > 1 and torch.distributed.is_initialized():
