@@ -299,3 +299,13 @@ def test_download_lpips_fetches_and_verifies_the_linear_layers(
 def test_download_unknown_name_mentions_lpips(isolated_torch_home: Path, capsys) -> None:
     code, _, err = cli(capsys, "download", "lpipz")
     assert code == 2 and "lpips" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_failed_lpips_download_names_the_linear_weights_option(
+    force, closed_port, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("VGGNETS_WEIGHTS_MIRROR", f"http://127.0.0.1:{closed_port}/models/")
+    code, out, err = cli(capsys, "download", "lpips", *(["--force"] if force else []))
+    assert code == 2 and out == "" and err.count("\n") == 1 and "refused" in err
+    assert "--linear-weights FILE (linear_weights=FILE in Python)" in err and "--weights FILE" not in err

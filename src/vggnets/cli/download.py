@@ -93,12 +93,8 @@ def run(args: argparse.Namespace) -> int:
 
     status = 0
     for member in selected(args):
-        if args.force:  # fetched and verified beside the cached file, which stays if this fails
-            path = download.download(
-                member.url, member.file_name, member.sha256, progress=show_progress(args), quiet=args.quiet
-            )
-        else:
-            path = member.download(progress=show_progress(args), quiet=args.quiet)
+        # --force: fetched and verified beside the cached file, which stays if this fails
+        path = member.download(progress=show_progress(args), quiet=args.quiet, force=args.force)
         record = {"weights": str(member), "path": str(path), "sha256": None, "verified": None}
         if args.verify:
             digest = download.sha256_file(path)

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from ..core.vgg import VGG, device_of, initialize
 from ..errors import ArchitectureMismatchError, ChecksumError, WeightsError
 from ..io.checkpoint import load_state_dict_file
-from ..io.download import cached_path, check_digest, ensure_file, sha256_file
+from ..io.download import cached_path, check_digest, download, ensure_file, sha256_file
 from ..models.builders import WeightsArg, build
 from .extractor import layer_names
 
@@ -50,6 +50,10 @@ SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
 #: Added to each feature vector's norm before dividing by it (lpips' ``normalize_tensor``).
 EPS = 1e-10
+
+
+#: How a failed download tells the user to pass a copy of the linear layers instead.
+LOCAL_OPTION = "--linear-weights FILE (linear_weights=FILE in Python)"
 
 
 @dataclass(frozen=True)
@@ -100,9 +104,13 @@ class LinearWeights:
         """The file in the torch.hub cache, or None if it has not been downloaded."""
         return cached_path(self.file_name)
 
-    def download(self, *, progress: bool = True, quiet: bool = False) -> Path:
-        """The cached file, downloading it (or copying it from the mirror) and verifying its SHA-256 first if needed."""
-        return ensure_file(self.url, self.file_name, self.sha256, progress=progress, quiet=quiet)
+    def download(self, *, progress: bool = True, quiet: bool = False, force: bool = False) -> Path:
+        """The cached file, downloading it (or copying it from the mirror) and verifying its SHA-256 first if needed;
+        ``force`` downloads it again and replaces the cached file only once the new one verifies."""
+        fetch = download if force else ensure_file
+        return fetch(
+            self.url, self.file_name, self.sha256, progress=progress, quiet=quiet, local_option=LOCAL_OPTION
+        )
 
     def locate(self, *, progress: bool = True, quiet: bool = False) -> Path:
         """The file to read: the installed lpips package's copy, else the cache, else a verified download."""

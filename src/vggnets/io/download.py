@@ -75,6 +75,10 @@ def cached_path(file_name: str, legacy_names: Sequence[str] = ()) -> Path | None
     return None
 
 
+#: How a failed download tells the user to pass a copy of the network weights instead.
+WEIGHTS_OPTION = "--weights FILE (weights=FILE in Python)"
+
+
 def ensure_file(
     url: str,
     file_name: str,
@@ -83,12 +87,25 @@ def ensure_file(
     legacy_names: Sequence[str] = (),
     progress: bool = True,
     quiet: bool = False,
+    local_option: str = WEIGHTS_OPTION,
 ) -> Path:
-    """The cached file (trusted, not re-hashed) if present, else download it (or wait for the process that is)."""
+    """The cached file (trusted, not re-hashed) if present, else download it (or wait for the process that is).
+
+    ``local_option`` names, in a failed download's message, the way to pass a copy of the file instead.
+    """
     found = cached_path(file_name, legacy_names)
     if found is not None:
         return found
-    return _fetch(url, file_name, sha256, legacy_names, reuse=True, progress=progress, quiet=quiet)
+    return _fetch(
+        url,
+        file_name,
+        sha256,
+        legacy_names,
+        reuse=True,
+        progress=progress,
+        quiet=quiet,
+        local_option=local_option,
+    )
 
 
 # --- digests ---
@@ -143,14 +160,22 @@ def _matches(actual_hex: str, expected: str | None) -> bool:
 
 
 def download(
-    url: str, file_name: str, sha256: str | None, *, progress: bool = True, quiet: bool = False
+    url: str,
+    file_name: str,
+    sha256: str | None,
+    *,
+    progress: bool = True,
+    quiet: bool = False,
+    local_option: str = WEIGHTS_OPTION,
 ) -> Path:
     """Fetch url (or $VGGNETS_WEIGHTS_MIRROR/file_name) into cache_dir()/file_name, verified, and return it.
 
     A file already cached under that name is replaced, atomically and only once the new download verifies: it
-    stays as it was if the download fails.
+    stays as it was if the download fails. ``local_option`` is as in :func:`ensure_file`.
     """
-    return _fetch(url, file_name, sha256, (), reuse=False, progress=progress, quiet=quiet)
+    return _fetch(
+        url, file_name, sha256, (), reuse=False, progress=progress, quiet=quiet, local_option=local_option
+    )
 
 
 class _Interrupted(DownloadError):
@@ -209,6 +234,7 @@ def _fetch(
     reuse: bool,
     progress: bool,
     quiet: bool,
+    local_option: str,
 ) -> Path:
     """Download under the file's lock: resume its partial, verify, move into place; reuse=True returns a file
     that another process finished while this one waited for the lock."""
@@ -216,7 +242,11 @@ def _fetch(
     folder = cache_dir()
     source, local = _resolve_source(url, file_name)
     job = _Job(
-        source, file_name, folder, _manual_fix(url, file_name, folder / file_name), progress and not quiet
+        source,
+        file_name,
+        folder,
+        _manual_fix(url, file_name, folder / file_name, local_option),
+        progress and not quiet,
     )
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -448,7 +478,7 @@ def _check_scheme(location: str, url: str, file_name: str) -> str | None:
     )
 
 
-def _manual_fix(url: str, file_name: str, final: Path) -> str:
+def _manual_fix(url: str, file_name: str, final: Path, local_option: str) -> str:
     """The 'how to fix it by hand' sentence shared by every download error (in words for both CLI and Python)."""
     mirror = os.environ.get(MIRROR_ENV, "").strip()
     mirror_advice = (
@@ -458,7 +488,7 @@ def _manual_fix(url: str, file_name: str, final: Path) -> str:
     )
     return (
         f"To fix it by hand, download {url} on a machine with internet access and copy it to {final}, "
-        f"{mirror_advice}, or pass the downloaded file with --weights FILE (weights=FILE in Python)."
+        f"{mirror_advice}, or pass the downloaded file with {local_option}."
     )
 
 

@@ -23,7 +23,7 @@ from ..convert.files import read_weights
 from ..core import configs
 from ..core.transforms import CAFFE_MEAN, CAFFE_STD, IMAGENET_MEAN, IMAGENET_STD, ImageClassification
 from ..errors import UnknownModelError, UnknownWeightsError, WeightsError
-from ..io.download import cached_path, ensure_file
+from ..io.download import cached_path, download, ensure_file
 
 BASE_URL = "https://download.pytorch.org/models/"
 RECIPE_TORCHVISION = "https://github.com/pytorch/vision/tree/main/references/classification#alexnet-and-vgg"
@@ -167,8 +167,11 @@ class WeightsEnum(enum.Enum):
         """Path of the file in the cache (official or legacy name), or None if it has not been downloaded."""
         return cached_path(self.file_name, LEGACY_FILES.get(self.file_name, ()))
 
-    def download(self, *, progress: bool = True, quiet: bool = False) -> Path:
-        """Return the cached file, downloading (and verifying) it first if needed."""
+    def download(self, *, progress: bool = True, quiet: bool = False, force: bool = False) -> Path:
+        """Return the cached file, downloading (and verifying) it first if needed; ``force`` downloads it again and
+        replaces the cached file only once the new one verifies."""
+        if force:
+            return download(self.url, self.file_name, self.sha256, progress=progress, quiet=quiet)
         return ensure_file(
             self.url,
             self.file_name,
